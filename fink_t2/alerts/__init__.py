@@ -1,0 +1,39 @@
+"""Alert ingestion: ZTF alerts from Avro, nightly tarballs or Fink parquet → the alert table.
+
+Every reader yields decoded alert dicts (cutouts removed); :func:`records_to_table`
+flattens them into a :class:`pyarrow.Table` of :data:`ALERT_SCHEMA` with
+Fink-style history-then-current arrays (``cjd``, ``cmagpsf``, ...).
+:func:`iter_alert_tables` does both for any source, in bounded-size chunks.
+
+Examples
+--------
+>>> from fink_t2.alerts import iter_alert_tables, sample_data_dir
+>>> path = sample_data_dir() / "ztf_alerts/multi_alert_avro_2019"
+>>> sum(table.num_rows for table in iter_alert_tables(path))
+14
+"""
+
+from fink_t2.alerts.avro import CUTOUT_FIELDS, decode_avro_bytes, read_avro, strip_cutouts
+from fink_t2.alerts.parquet import PARQUET_COLUMNS, read_fink_parquet
+from fink_t2.alerts.sources import FORMATS, detect_format, iter_alert_tables, iter_alerts, sample_data_dir
+from fink_t2.alerts.table import ALERT_SCHEMA, AlertTableBuilder, derive_roid, records_to_table
+from fink_t2.alerts.tarball import read_tarball
+
+__all__ = [
+    "ALERT_SCHEMA",
+    "AlertTableBuilder",
+    "CUTOUT_FIELDS",
+    "FORMATS",
+    "PARQUET_COLUMNS",
+    "decode_avro_bytes",
+    "derive_roid",
+    "detect_format",
+    "iter_alert_tables",
+    "iter_alerts",
+    "read_avro",
+    "read_fink_parquet",
+    "read_tarball",
+    "records_to_table",
+    "sample_data_dir",
+    "strip_cutouts",
+]

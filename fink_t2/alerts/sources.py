@@ -1,0 +1,150 @@
+"""One entry point for every alert source: detect the format, iterate, chunk.
+
+Formats (:func:`detect_format`):
+
+``"avro_dir"``
+    a directory of ``*.avro`` files (e.g. an unpacked nightly archive);
+``"avro_file"``
+    one Avro container file, one or many alerts;
+``"tarball"``
+    a ZTF nightly archive ``ztf_public_YYYYMMDD.tar.gz`` (any tar);
+``"parquet"``
+    a Fink parquet file, or a directory holding ``*.parquet`` part files.
+
+Examples
+--------
+>>> data = sample_data_dir() / "ztf_alerts"
+>>> detect_format(data / "night_20200101_avro"), detect_format(data / "night_20211122_fink_science_parquet")
+('avro_dir', 'parquet')
+>>> [table.num_rows for table in iter_alert_tables(data / "night_20200101_avro", batch_size=20)]
+[20, 20, 10]
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+from typing import Iterator, Union
+
+import pyarrow as pa
+
+from fink_t2.alerts.avro import read_avro
+from fink_t2.alerts.parquet import parquet_files, read_fink_parquet
+from fink_t2.alerts.table import AlertTableBuilder
+from fink_t2.alerts.tarball import read_tarball
+
+FORMATS = ("avro_dir", "avro_file", "tarball", "parquet")
+_TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+_AVRO_MAGIC = b"Obj\x01"
+_PARQUET_MAGIC = b"PAR1"
+
+
+def sample_data_dir() -> Path:
+    """Directory of the shared sample data: ``$FINK_T2_DATA``, else ``<repo>/../shared/data``."""
+    env = os.environ.get("FINK_T2_DATA")
+    if env:
+        return Path(env)
+    return (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
+
+
+def _avro_files(directory: Path) -> list[Path]:
+    """The ``*.avro`` files directly in ``directory``, sorted by name."""
+    return sorted(file for file in directory.glob("*.avro") if file.is_file() and not file.name.startswith("._"))
+
+
+def detect_format(path: Union[str, os.PathLike]) -> str:
+    """Name the format of an alert source, one of :data:`FORMATS`.
+
+    A directory is ``"parquet"`` if it holds ``*.parquet`` files (searched
+    recursively, Spark layout), else ``"avro_dir"`` if it holds ``*.avro``
+    files. A file is recognised by its suffix, else by its magic bytes.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` does not exist or is not a known alert format.
+
+    Examples
+    --------
+    >>> detect_format(sample_data_dir() / "ztf_alerts/multi_alert_avro_2019/avro_multi_alerts.avro")
+    'avro_file'
+    >>> detect_format("/no/such/alerts")
+    Traceback (most recent call last):
+    ...
+    ValueError: alert source /no/such/alerts does not exist
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"alert source {path} does not exist")
+    if path.is_dir():
+        if parquet_files(path):
+            return "parquet"
+        if _avro_files(path):
+            return "avro_dir"
+        raise ValueError(f"alert source {path}: directory holds no .parquet nor .avro files")
+    name = path.name.lower()
+    if name.endswith(_TAR_SUFFIXES):
+        return "tarball"
+    if name.endswith(".avro"):
+        return "avro_file"
+    if name.endswith(".parquet"):
+        return "parquet"
+    with open(path, "rb") as stream:
+        magic = stream.read(4)
+    if magic == _AVRO_MAGIC:
+        return "avro_file"
+    if magic == _PARQUET_MAGIC:
+        return "parquet"
+    if tarfile.is_tarfile(path):
+        return "tarball"
+    raise ValueError(f"alert source {path}: unknown format (expected one of {', '.join(FORMATS)})")
+
+
+def iter_alerts(path: Union[str, os.PathLike]) -> Iterator[dict]:
+    """Iterate over the decoded alerts (dicts, no cutouts) of any alert source.
+
+    Examples
+    --------
+    >>> sum(1 for _ in iter_alerts(sample_data_dir() / "ztf_alerts/night_20200101_fink_raw_parquet"))
+    12
+    """
+    kind = detect_format(path)
+    if kind == "avro_dir":
+        for file in _avro_files(Path(path)):
+            yield from read_avro(file)
+    elif kind == "avro_file":
+        yield from read_avro(path)
+    elif kind == "tarball":
+        yield from read_tarball(path)
+    else:
+        yield from read_fink_parquet(path)
+
+
+def iter_alert_tables(path: Union[str, os.PathLike], batch_size: int = 5000) -> Iterator[pa.Table]:
+    """Iterate over the alert table of a source in chunks of at most ``batch_size`` alerts.
+
+    Each decoded alert is reduced to its table values as soon as it is read,
+    so memory is bounded by one chunk whatever the size of the source.
+
+    Parameters
+    ----------
+    path : path-like
+        Any source :func:`detect_format` recognises.
+    batch_size : int
+        Maximum number of rows per table (>= 1).
+
+    Yields
+    ------
+    pyarrow.Table
+        Tables of :data:`~fink_t2.alerts.table.ALERT_SCHEMA`, none empty.
+    """
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    builder = AlertTableBuilder()
+    for alert in iter_alerts(path):
+        builder.add(alert)
+        if len(builder) >= batch_size:
+            yield builder.finish()
+    if len(builder):
+        yield builder.finish()

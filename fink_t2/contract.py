@@ -1,0 +1,92 @@
+"""The contract a t2 model file carries: class names, input shape, band order, preprocessing.
+
+A ``.tflite`` FlatBuffer ignores bytes after its end, and TFLite's own
+"associated files" are a zip archive appended that way. fink-t2 does the
+same: ``t2_contract.json`` lives in a zip appended to the model, readable with
+:mod:`zipfile` and invisible to the interpreter. The runtime refuses a model
+whose contract is missing or does not match this code's preprocessing.
+
+>>> from fink_t2.inference import DEFAULT_MODEL_PATH
+>>> contract = read_contract(DEFAULT_MODEL_PATH)
+>>> contract["preprocessing_version"] == PREPROCESSING_VERSION
+True
+>>> contract["bands"]
+['g', 'r']
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+from fink_t2.sequences import BANDS, PREPROCESSING_VERSION, SEQUENCE_LENGTH
+
+CONTRACT_NAME = "t2_contract.json"
+CONTRACT_FORMAT = 1
+
+
+class ModelContractError(ValueError):
+    """The file is not a t2 model this version of fink-t2 can run."""
+
+
+def make_contract(class_names, **extra) -> dict:
+    """Contract of a model trained with this code's preprocessing."""
+    return {
+        "format": CONTRACT_FORMAT,
+        "class_names": list(class_names),
+        "sequence_length": SEQUENCE_LENGTH,
+        "bands": [name for name, _ in BANDS],
+        "preprocessing_version": PREPROCESSING_VERSION,
+        **extra,
+    }
+
+
+def attach_contract(model_bytes: bytes, contract: dict) -> bytes:
+    """Return the model bytes with the contract appended as a zip archive."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(CONTRACT_NAME, json.dumps(contract, indent=1, sort_keys=True))
+    return bytes(model_bytes) + buffer.getvalue()
+
+
+def strip_contract(path) -> bytes:
+    """The model bytes of a t2 file without its appended contract."""
+    data = Path(path).read_bytes()
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return data[: min(info.header_offset for info in archive.infolist())]
+    except zipfile.BadZipFile:
+        return data
+
+
+def read_contract(path) -> dict:
+    """Read and validate the contract of a model file; raise ModelContractError if unusable."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            contract = json.loads(archive.read(CONTRACT_NAME))
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, KeyError, ValueError) as err:
+        raise ModelContractError(f"{path}: no t2 contract in this file, not a fink-t2 model ({err})") from None
+    check_contract(contract, path)
+    return contract
+
+
+def check_contract(contract: dict, path="model") -> None:
+    """Refuse a contract this code does not understand."""
+    expected = {
+        "format": CONTRACT_FORMAT,
+        "sequence_length": SEQUENCE_LENGTH,
+        "bands": [name for name, _ in BANDS],
+        "preprocessing_version": PREPROCESSING_VERSION,
+    }
+    for key, value in expected.items():
+        if contract.get(key) != value:
+            raise ModelContractError(
+                f"{path}: model {key} is {contract.get(key)!r}, this fink-t2 needs {value!r}"
+            )
+    names = contract.get("class_names")
+    if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+        raise ModelContractError(f"{path}: class_names must be distinct non-empty strings, got {names!r}")
