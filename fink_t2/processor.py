@@ -1,0 +1,139 @@
+"""The Fink science module: ``t2`` pandas UDF, Fink's cuts, the -1 contract, ``maxclass``.
+
+Use it next to any fink-science module, on a DataFrame that has the ``c*``
+history columns (``fink_utils.spark.utils.concat_col``) plus ``roid``,
+``cdsxmatch`` and ``candidate.jdstarthist``::
+
+    df = df.withColumn("t2", t2(*T2_COLUMNS))
+    df = df.withColumn("t2_class", maxclass("t2"))
+
+``t2`` returns a map class → probability; every value is -1.0 for an alert
+rejected by the cuts. ``t2_status`` says why (``ok`` or the first cut failed),
+so the -1 contract stays as Fink expects and users still learn the reason.
+
+Examples
+--------
+On 124 real alerts of 2021-11-22 from Fink's science stage:
+
+>>> from fink_t2.stream import get_spark, load_alerts
+>>> from fink_t2.samples import SAMPLE_NIGHT
+>>> spark = get_spark()
+>>> df = load_alerts(spark, SAMPLE_NIGHT)
+>>> df = df.withColumn("t2", t2(*T2_COLUMNS)).withColumn("t2_status", t2_status(*T2_COLUMNS))
+>>> df = df.withColumn("t2_class", maxclass("t2"))
+>>> rows = df.select("t2", "t2_status", "t2_class").collect()
+>>> len(rows)
+124
+>>> sorted(rows[0].t2) == sorted(CLASS_NAMES)
+True
+>>> all(set(r.t2.values()) == {-1.0} for r in rows if r.t2_status != "ok")
+True
+>>> all(abs(sum(r.t2.values()) - 1) < 1e-3 for r in rows if r.t2_status == "ok")
+True
+>>> sum(r.t2_status == "ok" for r in rows) == sum(r.t2_class is not None for r in rows)
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from fink_utils.xmatch.simbad import return_list_of_eg_host
+from pyspark.sql.functions import pandas_udf
+from pyspark.sql.types import FloatType, MapType, StringType
+
+from fink_t2.inference import load_model
+from fink_t2.sequences import build_sequences
+
+#: UDF input columns, in order, as they appear in a Fink DataFrame
+T2_COLUMNS = ("cjd", "cfid", "cmagpsf", "csigmapsf", "roid", "cdsxmatch", "candidate.jdstarthist")
+#: class names of the shipped model (the model file is the authority: see fink_t2.contract)
+CLASS_NAMES = ("SN Ia", "SN II", "SN Ibc", "Other")
+#: cuts, in the order they are checked (the first failure is the reported status)
+MIN_DETECTIONS = 2  # g or r detections usable by the model
+MAX_DAYS_SINCE_FIRST_DETECTION = 90.0  # current jd − jdstarthist, days
+ASTEROID_ROID = 3  # Fink roid value for a known solar-system object
+EXTRAGALACTIC_XMATCH = frozenset(return_list_of_eg_host())
+#: value of every class for an alert rejected by the cuts
+REJECTED = -1.0
+
+STATUS_OK = "ok"
+STATUS_ASTEROID = "asteroid"
+STATUS_GALACTIC = "galactic_xmatch"
+STATUS_TOO_OLD = "too_old"
+STATUS_FEW_DETECTIONS = "too_few_detections"
+
+
+def cut_status(n_detections, roid, cdsxmatch, jd_current, jdstarthist) -> np.ndarray:
+    """Status of each alert against Fink's cuts: ``ok`` or the first cut it fails.
+
+    >>> cut_status([2, 1, 3, 5], [0, 0, 3, 0], ["Unknown", "galaxy", "SN", "Star"],
+    ...            [10.0, 10.0, 10.0, 10.0], [0.0, 0.0, 0.0, 0.0]).tolist()
+    ['ok', 'too_few_detections', 'asteroid', 'galactic_xmatch']
+    """
+    status = np.full(len(n_detections), STATUS_OK, dtype=object)
+    age = np.asarray(jd_current, dtype=np.float64) - np.asarray(jdstarthist, dtype=np.float64)
+    checks = [  # later checks overwrite earlier ones: list them from last to first
+        (~(age <= MAX_DAYS_SINCE_FIRST_DETECTION), STATUS_TOO_OLD),  # NaN age fails too
+        (~pd.Series(cdsxmatch).isin(EXTRAGALACTIC_XMATCH).to_numpy(), STATUS_GALACTIC),
+        (pd.Series(roid).fillna(0).astype(int).to_numpy() == ASTEROID_ROID, STATUS_ASTEROID),
+        (np.asarray(n_detections) < MIN_DETECTIONS, STATUS_FEW_DETECTIONS),
+    ]
+    for failed, name in checks:
+        status[failed] = name
+    return status
+
+
+def sequences_and_status(cjd, cfid, cmagpsf, roid, cdsxmatch, jdstarthist):
+    """Model input of every alert and its cut status; the current jd is the last of ``cjd``."""
+    seq = build_sequences(cjd, cfid, cmagpsf)
+    jd_current = np.fromiter((a[-1] if a is not None and len(a) else np.nan for a in cjd), float, len(cjd))
+    return seq, cut_status(seq.n_detections, roid, cdsxmatch, jd_current, jdstarthist)
+
+
+def classify(cjd, cfid, cmagpsf, csigmapsf, roid, cdsxmatch, jdstarthist, model_path=None):
+    """Vectorised t2 on pandas columns → (probabilities DataFrame, status array).
+
+    Rows rejected by the cuts hold -1 in every class column. ``csigmapsf`` is
+    part of the Fink signature; the current preprocessing does not use it.
+    """
+    model = load_model(model_path)
+    seq, status = sequences_and_status(cjd, cfid, cmagpsf, roid, cdsxmatch, jdstarthist)
+    proba = np.full((len(status), len(model.class_names)), REJECTED, dtype=np.float32)
+    keep = status == STATUS_OK
+    if keep.any():
+        proba[keep] = model.predict(seq.values[keep])
+    return pd.DataFrame(proba, columns=list(model.class_names)), status
+
+
+@pandas_udf(MapType(StringType(), FloatType()))
+def t2(
+    cjd: pd.Series, cfid: pd.Series, cmagpsf: pd.Series, csigmapsf: pd.Series,
+    roid: pd.Series, cdsxmatch: pd.Series, jdstarthist: pd.Series,
+) -> pd.Series:
+    """Fink science module: map class → probability, all -1.0 when rejected by the cuts."""
+    proba, _ = classify(cjd, cfid, cmagpsf, csigmapsf, roid, cdsxmatch, jdstarthist)
+    return pd.Series(proba.to_dict(orient="records"))
+
+
+@pandas_udf(StringType())
+def t2_status(
+    cjd: pd.Series, cfid: pd.Series, cmagpsf: pd.Series, csigmapsf: pd.Series,
+    roid: pd.Series, cdsxmatch: pd.Series, jdstarthist: pd.Series,
+) -> pd.Series:
+    """Why ``t2`` did or did not classify each alert: ``ok`` or the failed cut (no model run)."""
+    _, status = sequences_and_status(cjd, cfid, cmagpsf, roid, cdsxmatch, jdstarthist)
+    return pd.Series(status)
+
+
+@pandas_udf(StringType())
+def maxclass(t2_map: pd.Series) -> pd.Series:
+    """Most probable class of a ``t2`` map; null for an alert rejected by the cuts."""
+
+    def best(m):
+        items = dict(m) if m is not None else {}
+        if not items or max(items.values()) < 0:
+            return None
+        return max(items, key=items.get)
+
+    return t2_map.map(best)
