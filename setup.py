@@ -15,6 +15,7 @@ setup(
         "fink-utils>=0.79",
         "astropy",  # fink_utils.spark.utils imports it
         "fastavro>=1.9",
+        "tqdm>=4",  # fink-t2 fetch progress bar
         "pyarrow>=15",
         "numpy>=1.26",
         "pandas>=2.0,<3",  # PySpark 4 warns that pandas 3 is not fully supported

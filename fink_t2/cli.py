@@ -21,6 +21,24 @@ def _replay(args) -> int:
     return 0
 
 
+def _fetch(args) -> int:
+    from fink_t2.fetch import FetchError, fetch_night
+
+    try:
+        print(fetch_night(args.night, dest=args.dest, base_url=args.base_url, timeout=args.timeout, retries=args.retries))
+    except FetchError as err:
+        print(f"fink-t2 fetch: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _report(args) -> int:
+    from fink_t2.report import write_report
+
+    print(json.dumps(write_report(args.output_dir, args.html), indent=2))
+    return 0
+
+
 def _train(args) -> int:
     try:
         from fink_t2.model.train import train_and_export
@@ -41,6 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--master", default=None, help="Spark master URL (default local[*] or $SPARK_MASTER)")
     rep.add_argument("--max-files-per-trigger", type=int, default=None, help="input files per micro-batch")
     rep.set_defaults(func=_replay)
+
+    fe = sub.add_parser("fetch", help="download a ZTF public nightly archive ztf_public_YYYYMMDD.tar.gz (resumable, checked)")
+    fe.add_argument("night", help="night as YYYYMMDD")
+    fe.add_argument("--dest", default=".", help="folder for the archive (default: current folder)")
+    fe.add_argument("--base-url", default=None, help="archive folder URL (default $FINK_T2_ARCHIVE_URL, else ztf.uw.edu)")
+    fe.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds")
+    fe.add_argument("--retries", type=int, default=3, help="resumed retries after a network failure")
+    fe.set_defaults(func=_fetch)
+
+    rp = sub.add_parser("report", help="HTML report (self-contained, PNGs beside it) of a replay output")
+    rp.add_argument("output_dir", help="output folder of fink-t2 replay")
+    rp.add_argument("--html", default=None, help="HTML file to write (default OUTPUT_DIR/_report/report.html)")
+    rp.set_defaults(func=_report)
 
     tr = sub.add_parser("train", help="train t2 and write the quantized model with its contract and metrics")
     tr.add_argument("--data-dir", default=SHARED_DATA, help="folder holding ztf_bts/ and snpcc_des/ (default %(default)s)")

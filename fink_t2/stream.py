@@ -17,6 +17,7 @@ A file that cannot be decoded becomes one row with ``ingest_error`` set and
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import time
@@ -181,7 +182,9 @@ def replay(path: str, output: str, master: str | None = None, max_files_per_trig
     )
     query.awaitTermination()
     wall = time.perf_counter() - start
-    return summarize(spark, output, before, wall)
+    summary = summarize(spark, output, before, wall)
+    Path(output, "_fink_t2_summary.json").write_text(json.dumps(summary, indent=2))  # read by fink-t2 report
+    return summary
 
 
 def _count_output(spark: SparkSession, output: str) -> int:

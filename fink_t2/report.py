@@ -1,0 +1,205 @@
+"""What t2 found in a replayed night: a self-contained HTML page (``fink-t2 report``).
+
+Reads the parquet written by ``fink-t2 replay`` through the file sink's
+exactly-once log (:func:`committed_files`), and shows the alerts per predicted
+class, the top probability per class, the alerts each cut rejected, the run's
+throughput (``OUTPUT/_fink_t2_summary.json``, written by the replay), and the
+g/r light curves of each class's top candidates. Figures are PNGs written beside
+the HTML and embedded in it as ``data:`` URIs: the page opens without network.
+
+The sink's log ``OUTPUT/_spark_metadata/`` holds one file per committed batch
+(``0``, ``1``, ..., every tenth compacted into ``N.compact`` with all earlier
+entries): a ``v1`` line, then one JSON entry per file written.
+
+>>> import json, tempfile
+>>> out = Path(tempfile.mkdtemp())
+>>> (out / "_spark_metadata").mkdir()
+>>> entry = lambda name: json.dumps({"path": f"file://{out}/{name}", "action": "add"})
+>>> _ = (out / "_spark_metadata" / "9.compact").write_text("v1\\n" + entry("a.parquet"))
+>>> _ = (out / "_spark_metadata" / "10").write_text("v1\\n" + entry("b.parquet"))
+>>> _ = (out / "_spark_metadata" / "3").write_text("v1\\n" + entry("old.parquet"))
+>>> [Path(p).name for p in committed_files(out)]
+['a.parquet', 'b.parquet']
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import re
+from pathlib import Path
+from string import Template
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as ds
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+SUMMARY_FILE = "_fink_t2_summary.json"
+COLUMNS = ["objectId", "candid", "t2", "t2_status", "t2_class", "cjd", "cfid", "cmagpsf", "csigmapsf", "cdiffmaglim"]
+BANDS = {1: ("g", "green"), 2: ("r", "red")}
+TOP_N = 5
+
+PAGE = Template("""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>fink-t2 report: $name</title>
+<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}img{max-width:100%}</style></head><body>
+<h1>fink-t2 report: $name</h1>
+<p>Output <code>$output</code>: <b><span id="total">$total</span></b> alerts (committed files only),
+<span id="classified">$classified</span> classified by t2.</p>
+<h2>Throughput of the last replay run</h2><p>$throughput</p>
+<h2>Alerts per status (what each cut rejected)</h2>
+<table id="status"><tr><th>t2_status</th><th>alerts</th></tr>$status_rows</table>
+<h2>Alerts per predicted class</h2>
+<table id="classes"><tr><th>t2_class</th><th>alerts</th></tr>$class_rows</table>
+$counts_img
+<h2>Top probability per class</h2>
+$proba_img
+<h2>Top candidates per class</h2>
+$candidates
+</body></html>
+""")
+
+
+def committed_files(output_dir) -> list[str]:
+    """Parquet files of a Spark file-sink output, as its ``_spark_metadata`` log commits them.
+
+    Without a log, every ``*.parquet`` not under a ``_``/``.`` folder (Spark's own rule).
+    """
+    output_dir = Path(output_dir)
+    log = output_dir / "_spark_metadata"
+    if not log.is_dir():
+        return sorted(
+            str(p) for p in output_dir.rglob("*.parquet")
+            if not any(part.startswith(("_", ".")) for part in p.relative_to(output_dir).parts)
+        )
+    batches = {int(m[1]): f for f in log.iterdir() if (m := re.fullmatch(r"(\d+)(\.compact)?", f.name))}
+    compacted = [b for b, f in batches.items() if f.name.endswith(".compact")]
+    start = max(compacted, default=min(batches, default=0))
+    files: dict[str, None] = {}
+    for batch in sorted(b for b in batches if b >= start):
+        lines = batches[batch].read_text().splitlines()
+        if not lines or lines[0] != "v1":
+            raise ValueError(f"{batches[batch]}: not a Spark file sink log (expected a 'v1' header)")
+        for entry in map(json.loads, filter(str.strip, lines[1:])):
+            path = _local(entry["path"], output_dir)
+            if entry.get("action", "add") == "delete":
+                files.pop(path, None)
+            else:
+                files[path] = None
+    return list(files)
+
+
+def _local(uri: str, output_dir: Path) -> str:
+    """Local path of a logged ``file:`` URI (the same file name in ``output_dir`` if the folder moved)."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("", "file"):
+        return uri
+    path = Path(unquote(parsed.path))
+    return str(path if path.exists() else output_dir / path.name)
+
+
+def load_output(output_dir) -> pd.DataFrame:
+    """The committed alerts of a replay output as pandas (the columns the report needs)."""
+    if not Path(output_dir).is_dir():
+        raise FileNotFoundError(f"replay output {output_dir} does not exist")
+    files = committed_files(output_dir)
+    if not files:
+        raise ValueError(f"no committed parquet in {output_dir}: run fink-t2 replay first")
+    df = ds.dataset(files, format="parquet").to_table(columns=COLUMNS).to_pandas()
+    df["t2"] = df["t2"].map(lambda m: dict(m) if m is not None else {})
+    df["proba"] = [row.t2.get(row.t2_class, np.nan) if row.t2_class else np.nan for row in df.itertuples()]
+    return df
+
+
+def _png(fig: Figure, path: Path) -> str:
+    """Write ``fig`` to ``path`` and return it as a data URI ``<img>``."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    path.write_bytes(buffer.getvalue())
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+
+
+def _floats(values) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in (values if values is not None else [])], dtype=float)
+
+
+def plot_light_curve(ax, alert) -> None:
+    """g/r magnitudes vs days since the first detection; upper limits (null magpsf) as open triangles."""
+    jd, mag, err, lim = (_floats(alert[c]) for c in ("cjd", "cmagpsf", "csigmapsf", "cdiffmaglim"))
+    fid = np.asarray(alert["cfid"] if alert["cfid"] is not None else [], dtype=float)
+    detected = ~np.isnan(mag)
+    days = jd - (np.nanmin(jd[detected]) if detected.any() else np.nanmin(jd, initial=0.0))
+    for band, (name, color) in BANDS.items():
+        det, upper = (fid == band) & detected, (fid == band) & ~detected & ~np.isnan(lim)
+        ax.errorbar(days[det], mag[det], yerr=err[det], fmt="o", ms=4, color=color, label=name)
+        ax.plot(days[upper], lim[upper], "v", mfc="none", color=color, label=f"{name} upper limit")
+    ax.invert_yaxis()
+    ax.set(xlabel="days since first detection", ylabel="magnitude")
+
+
+def write_report(output_dir, html_path=None, top_n: int = TOP_N) -> dict:
+    """Write the HTML report of a replay output (default ``OUTPUT/_report/report.html``) and its PNGs."""
+    output_dir = Path(output_dir)
+    df = load_output(output_dir)
+    html_path = Path(html_path) if html_path else output_dir / "_report" / "report.html"
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    png = lambda name: html_path.with_name(f"{html_path.stem}_{name}.png")  # noqa: E731
+    classes = list(next((m for m in df.t2 if m), {})) or sorted(df.t2_class.dropna().unique())
+    status = {k: int(v) for k, v in df.t2_status.fillna("null").value_counts().sort_index().items()}
+    per_class = {c: int((df.t2_class == c).sum()) for c in classes}
+    rows = lambda counts, attr: "".join(  # noqa: E731
+        f'<tr data-{attr}="{html.escape(k)}"><td>{html.escape(k)}</td><td>{v}</td></tr>' for k, v in counts.items()
+    )
+
+    fig = Figure(figsize=(11, 3.2))
+    for ax, counts, title in zip(fig.subplots(1, 2), (status, per_class), ("alerts per t2_status", "alerts per t2_class")):
+        ax.barh(list(counts), list(counts.values()), color="steelblue")
+        ax.set(title=title, xlabel="alerts")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    counts_img = _png(fig, png("counts"))
+
+    fig = Figure(figsize=(3 * max(len(classes), 1), 2.8))
+    for ax, cls in zip(np.atleast_1d(fig.subplots(1, max(len(classes), 1), sharey=True)), classes):
+        ax.hist(df.proba[df.t2_class == cls], bins=np.linspace(0, 1, 21), color="darkorange")
+        ax.set(title=f"{cls} ({per_class[cls]})", xlabel="top probability")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    proba_img = _png(fig, png("probabilities"))
+
+    sections = []
+    for cls in classes:
+        best = df[df.t2_class == cls].sort_values("proba", ascending=False).drop_duplicates("objectId").head(top_n)
+        if best.empty:
+            sections.append(f"<h3>{html.escape(cls)}</h3><p>no alert classified as {html.escape(cls)}</p>")
+            continue
+        fig = Figure(figsize=(3.6 * len(best), 3))
+        for ax, (_, alert) in zip(np.atleast_1d(fig.subplots(1, len(best))), best.iterrows()):
+            plot_light_curve(ax, alert)
+            ax.set_title(f"{alert.objectId}  p={alert.proba:.2f}", fontsize=9)
+        fig.axes[0].legend(fontsize=7)
+        table = "".join(
+            f"<tr><td>{html.escape(a.objectId)}</td><td>{a.candid}</td><td>{a.proba:.3f}</td></tr>" for a in best.itertuples()
+        )
+        sections.append(
+            f"<h3>{html.escape(cls)}</h3><table><tr><th>objectId</th><th>candid</th><th>p({html.escape(cls)})</th></tr>"
+            f"{table}</table>{_png(fig, png('top_' + re.sub(r'[^a-z0-9]+', '_', cls.lower())))}"
+        )
+
+    summary_file = output_dir / SUMMARY_FILE
+    run = json.loads(summary_file.read_text()) if summary_file.exists() else None
+    throughput = (
+        f"{run['alerts_processed_this_run']} alerts processed in {run['wall_time_s']} s: "
+        f"<b><span id=\"alerts_per_s\">{run['alerts_per_s']}</span></b> alerts/s (wall time, Spark start-up included)"
+        if run else f"not recorded (no {SUMMARY_FILE}: output of an older fink-t2 replay)"
+    )
+    page = PAGE.substitute(
+        name=html.escape(output_dir.resolve().name), output=html.escape(str(output_dir.resolve())), total=len(df),
+        classified=int(df.t2_class.notna().sum()), throughput=throughput, status_rows=rows(status, "status"),
+        class_rows=rows(per_class, "class"), counts_img=counts_img, proba_img=proba_img, candidates="\n".join(sections),
+    )
+    html_path.write_text(page, encoding="utf-8")
+    return {"html": str(html_path), "alerts": len(df), "t2_status": status, "t2_class": per_class, "run": run}

@@ -1,0 +1,85 @@
+"""`fink-t2 report` on the replayed sample night: a self-contained page whose numbers match the parquet."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from fink_t2.cli import main
+from fink_t2.report import SUMMARY_FILE, committed_files, load_output, write_report
+from fink_t2.stream import replay
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def replayed(spark, sample_night, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "night_20211122"
+    summary = replay(sample_night, str(out))
+    return out, summary
+
+
+@pytest.fixture(scope="module")
+def page(replayed):
+    out, _ = replayed
+    result = write_report(out, out.parent / "site" / "night.html")
+    return result, Path(result["html"]).read_text(encoding="utf-8")
+
+
+def _rows(text, attr):
+    return {k: int(v) for k, v in re.findall(rf'<tr data-{attr}="([^"]+)"><td>[^<]*</td><td>(\d+)</td>', text)}
+
+
+def test_page_is_self_contained_with_pngs_beside_it(page):
+    result, text = page
+    html = Path(result["html"])
+    assert not re.search(r"https?://", text)
+    sources = re.findall(r'<img [^>]*src="([^"]*)"', text)
+    assert sources and all(src.startswith("data:image/png;base64,") for src in sources)
+    pngs = sorted(p.name for p in html.parent.glob("night_*.png"))
+    assert len(pngs) == len(sources) and {"night_counts.png", "night_probabilities.png"} <= set(pngs)
+    assert all((html.parent / name).read_bytes()[:4] == b"\x89PNG" for name in pngs)
+
+
+def test_numbers_match_the_parquet_read_by_spark(spark, replayed, page):
+    out, summary = replayed
+    _, text = page
+    df = spark.read.parquet(str(out))
+    assert int(re.search(r'<span id="total">(\d+)</span>', text)[1]) == df.count() == 124
+    status = {r["t2_status"]: r["count"] for r in df.groupBy("t2_status").count().collect()}
+    assert _rows(text, "status") == status
+    classes = {r["t2_class"]: r["count"] for r in df.where("t2_class IS NOT NULL").groupBy("t2_class").count().collect()}
+    per_class = _rows(text, "class")
+    assert {k: v for k, v in per_class.items() if v} == classes and per_class.keys() >= classes.keys()
+    assert int(re.search(r'<span id="classified">(\d+)</span>', text)[1]) == sum(classes.values()) == status.get("ok", 0)
+    # throughput: the summary replay() recorded beside the output
+    assert json.loads((out / SUMMARY_FILE).read_text()) == summary
+    assert re.search(r'<span id="alerts_per_s">([^<]*)</span>', text)[1] == str(summary["alerts_per_s"])
+    # top candidates: objectIds of classified alerts
+    for object_id in re.findall(r"<tr><td>(ZTF\w+)</td>", text):
+        assert df.where(f"objectId = '{object_id}' AND t2_class IS NOT NULL").count() >= 1
+
+
+def test_committed_files_are_what_spark_reads(spark, replayed, tmp_path):
+    out, _ = replayed
+    spark_files = {Path(urlparse(uri).path).name for uri in spark.read.parquet(str(out)).inputFiles()}
+    assert {Path(p).name for p in committed_files(out)} == spark_files
+    # an uncommitted file (a failed batch's leftover) is ignored while the sink log exists
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("_checkpoint"))
+    shutil.copy(next(copy.glob("part-*.parquet")), copy / "part-99999-uncommitted.parquet")
+    assert len(load_output(copy)) == 124
+    shutil.rmtree(copy / "_spark_metadata")  # no log: every parquet file not under a '_' folder
+    assert len(load_output(copy)) > 124
+
+
+def test_cli_report(replayed, tmp_path, capsys):
+    out, _ = replayed
+    assert main(["report", str(out), "--html", str(tmp_path / "r.html")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["alerts"] == 124 and (tmp_path / "r.html").exists()
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
