@@ -1,0 +1,61 @@
+"""The t2 network (Allam, Peloton & McEwen 2023, arXiv:2303.08951), in tf-keras.
+
+``(batch, 100, 2)`` → Conv1D(32, kernel 1) embedding + sinusoidal positional
+encoding → one transformer encoder block (4-head self-attention, feed-forward
+128, dropout 0.1, post-LayerNorm) → global average pooling → softmax. ~13k
+parameters.
+
+>>> model = build_model(4)
+>>> model.count_params()
+12932
+>>> model.output_shape
+(None, 4)
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # tf-keras (Keras 2), the one tfmot and the TFLite converter support
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+from fink_t2.sequences import BANDS, SEQUENCE_LENGTH  # noqa: E402
+
+
+@keras.utils.register_keras_serializable(package="fink_t2")
+class PositionalEncoding(keras.layers.Layer):
+    """Adds the fixed sinusoidal encoding of Vaswani et al. (2017) to ``(batch, time, d)``."""
+
+    def build(self, input_shape):
+        length, depth = int(input_shape[-2]), int(input_shape[-1])
+        position = np.arange(length)[:, None]
+        rate = 1.0 / 10000.0 ** (2 * (np.arange(depth) // 2) / depth)
+        angle = position * rate[None, :]
+        table = np.where(np.arange(depth) % 2 == 0, np.sin(angle), np.cos(angle))
+        self.encoding = tf.constant(table[None], dtype=self.compute_dtype)
+        super().build(input_shape)
+
+    def call(self, inputs):
+        return inputs + self.encoding
+
+    def get_config(self):
+        return super().get_config()
+
+
+def build_model(n_classes: int = 4, embed_dim: int = 32, num_heads: int = 4, key_dim: int = 8,
+                ff_dim: int = 128, dropout: float = 0.1) -> keras.Model:
+    """Uncompiled t2 model: input ``(None, SEQUENCE_LENGTH, 2)``, output class probabilities."""
+    inputs = keras.Input(shape=(SEQUENCE_LENGTH, len(BANDS)), name="light_curve")
+    x = keras.layers.Conv1D(embed_dim, kernel_size=1, name="embedding")(inputs)
+    x = PositionalEncoding(name="positional_encoding")(x)
+    attention = keras.layers.MultiHeadAttention(num_heads, key_dim, dropout=dropout, name="attention")(x, x)
+    x = keras.layers.LayerNormalization(epsilon=1e-6, name="norm_1")(x + keras.layers.Dropout(dropout)(attention))
+    ff = keras.layers.Dense(ff_dim, activation="relu", name="feed_forward_1")(x)
+    ff = keras.layers.Dense(embed_dim, name="feed_forward_2")(ff)
+    x = keras.layers.LayerNormalization(epsilon=1e-6, name="norm_2")(x + keras.layers.Dropout(dropout)(ff))
+    x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="t2")
