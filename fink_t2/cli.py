@@ -8,15 +8,17 @@ import logging
 import os
 import sys
 
-from fink_t2.samples import SHARED_DATA
 
 
 def _replay(args) -> int:
-    from fink_t2.alerts import detect_format
     from fink_t2.stream import replay
 
-    detect_format(args.path)  # fails fast, before Spark starts, on a bad path
-    summary = replay(args.path, args.output, master=args.master, max_files_per_trigger=args.max_files_per_trigger)
+    if args.model:  # the workers' default too ($FINK_T2_MODEL), before any Spark session exists
+        os.environ["FINK_T2_MODEL"] = os.path.abspath(args.model)
+    # replay checks the input, the model and the output folder before Spark starts or anything is written
+    summary = replay(
+        args.path, args.output, master=args.master, max_files_per_trigger=args.max_files_per_trigger, model=args.model
+    )
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -41,11 +43,27 @@ def _report(args) -> int:
 
 def _train(args) -> int:
     try:
-        from fink_t2.model.train import train_and_export
+        from fink_t2.model.train import main as train_main
     except ImportError as err:
         raise SystemExit(f"fink-t2 train needs the training extra: pip install 'fink-t2[train]' ({err})")
-    metrics = train_and_export(data_dir=args.data_dir, output_dir=args.output_dir, epochs=args.epochs, seed=args.seed)
-    print(json.dumps({k: metrics[k] for k in ("log_loss", "accuracy", "macro_f1") if k in metrics}, indent=2))
+    metrics = train_main(args.train_args)
+    print(json.dumps({"model": metrics.get("model"), "test": metrics.get("test", {}).get("full_curves", {}).get("macro_f1")}))
+    return 0
+
+
+def _classify(args) -> int:
+    from fink_t2.classify import classify_file
+
+    print(json.dumps(classify_file(args.lightcurves, args.output, model_path=args.model), indent=2))
+    return 0
+
+
+def _compress(args) -> int:
+    try:
+        from fink_t2.model.compress import main as compress_main
+    except ImportError as err:
+        raise SystemExit(f"fink-t2 compress needs the training extra: pip install 'fink-t2[train]' ({err})")
+    print(json.dumps(compress_main(args.compress_args), indent=2))
     return 0
 
 
@@ -58,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--output", required=True, help="output folder: parquet, checkpoint (_checkpoint) and staging")
     rep.add_argument("--master", default=None, help="Spark master URL (default local[*] or $SPARK_MASTER)")
     rep.add_argument("--max-files-per-trigger", type=int, default=None, help="input files per micro-batch")
+    rep.add_argument("--model", default=None, help="t2 model file with its contract (default $FINK_T2_MODEL or the shipped one)")
     rep.set_defaults(func=_replay)
 
     fe = sub.add_parser("fetch", help="download a ZTF public nightly archive ztf_public_YYYYMMDD.tar.gz (resumable, checked)")
@@ -73,22 +92,36 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--html", default=None, help="HTML file to write (default OUTPUT_DIR/_report/report.html)")
     rp.set_defaults(func=_report)
 
-    tr = sub.add_parser("train", help="train t2 and write the quantized model with its contract and metrics")
-    tr.add_argument("--data-dir", default=SHARED_DATA, help="folder holding ztf_bts/ and snpcc_des/ (default %(default)s)")
-    tr.add_argument("--output-dir", default=os.path.join(os.path.dirname(__file__), "data"))
-    tr.add_argument("--epochs", type=int, default=30)
-    tr.add_argument("--seed", type=int, default=42)
+    tr = sub.add_parser("train", help="train t2 and write the quantized model, its contract and metrics "
+                        "(options: python -m fink_t2.model.train --help)")
     tr.set_defaults(func=_train)
+
+    cl = sub.add_parser("classify", help="classify a light-curve table (CSV/CSV.gz/parquet: objectId, mjd, band, mag, "
+                        "magerr) without Spark: one row per object")
+    cl.add_argument("lightcurves", help="light-curve table, one row per measurement")
+    cl.add_argument("--output", required=True, help="CSV (or .parquet) to write: objectId, probabilities, class")
+    cl.add_argument("--model", default=None, help="t2 model file with its contract (default $FINK_T2_MODEL or the shipped one)")
+    cl.set_defaults(func=_classify)
+
+    co = sub.add_parser("compress", help="compressed variants (pruned, clustered, quantized) of the float model kept by "
+                        "fink-t2 train (options: python -m fink_t2.model.compress --help)")
+    co.set_defaults(func=_compress)
     return parser
 
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if args.command == "train":  # options belong to fink_t2.model.train
+        args.train_args = unknown
+    elif args.command == "compress":  # options belong to fink_t2.model.compress
+        args.compress_args = unknown
+    elif unknown:
+        build_parser().parse_args(argv)  # reports the unknown options and exits 2
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as err:
-        print(f"fink-t2 {args.command}: error: {err}", file=sys.stderr)
+        print(f"fink-t2 {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)  # one line
         return 2
 
 

@@ -36,6 +36,8 @@ True
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 from fink_utils.xmatch.simbad import return_list_of_eg_host
@@ -62,6 +64,8 @@ STATUS_ASTEROID = "asteroid"
 STATUS_GALACTIC = "galactic_xmatch"
 STATUS_TOO_OLD = "too_old"
 STATUS_FEW_DETECTIONS = "too_few_detections"
+#: ``cjd``, ``cfid`` and ``cmagpsf`` of the alert differ in length (not a Fink light curve)
+STATUS_MALFORMED = "malformed_history"
 
 
 def cut_status(n_detections, roid, cdsxmatch, jd_current, jdstarthist) -> np.ndarray:
@@ -72,7 +76,8 @@ def cut_status(n_detections, roid, cdsxmatch, jd_current, jdstarthist) -> np.nda
     ['ok', 'too_few_detections', 'asteroid', 'galactic_xmatch']
     """
     status = np.full(len(n_detections), STATUS_OK, dtype=object)
-    age = np.asarray(jd_current, dtype=np.float64) - np.asarray(jdstarthist, dtype=np.float64)
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, which fails the age cut
+        age = np.asarray(jd_current, dtype=np.float64) - np.asarray(jdstarthist, dtype=np.float64)
     checks = [  # later checks overwrite earlier ones: list them from last to first
         (~(age <= MAX_DAYS_SINCE_FIRST_DETECTION), STATUS_TOO_OLD),  # NaN age fails too
         (~pd.Series(cdsxmatch).isin(EXTRAGALACTIC_XMATCH).to_numpy(), STATUS_GALACTIC),
@@ -85,10 +90,23 @@ def cut_status(n_detections, roid, cdsxmatch, jd_current, jdstarthist) -> np.nda
 
 
 def sequences_and_status(cjd, cfid, cmagpsf, roid, cdsxmatch, jdstarthist):
-    """Model input of every alert and its cut status; the current jd is the last of ``cjd``."""
+    """Model input of every alert and its cut status; the current jd is the last of ``cjd``.
+
+    Never raises on bad values: the detection cut counts distinct epochs (a duplicated
+    detection counts once), an alert with detections beyond the 100-day window is
+    ``too_old``, and an alert whose ``c*`` arrays differ in length is ``malformed_history``.
+    """
+    lengths = [np.fromiter((0 if a is None else len(a) for a in col), np.int64, len(col)) for col in (cjd, cfid, cmagpsf)]
+    malformed = (lengths[0] != lengths[1]) | (lengths[0] != lengths[2])
+    if malformed.any():  # blank them so that one bad row cannot fail the whole batch
+        cjd, cfid, cmagpsf = ([None if bad else a for a, bad in zip(col, malformed)] for col in (cjd, cfid, cmagpsf))
     seq = build_sequences(cjd, cfid, cmagpsf)
     jd_current = np.fromiter((a[-1] if a is not None and len(a) else np.nan for a in cjd), float, len(cjd))
-    return seq, cut_status(seq.n_detections, roid, cdsxmatch, jd_current, jdstarthist)
+    # detections beyond the window: the light curve is older than the model sees, whatever jdstarthist says
+    jdstarthist = np.where(seq.n_beyond_window > 0, -np.inf, pd.to_numeric(pd.Series(jdstarthist), errors="coerce"))
+    status = cut_status(seq.n_epochs, roid, cdsxmatch, jd_current, jdstarthist)
+    status[malformed] = STATUS_MALFORMED
+    return seq, status
 
 
 def classify(cjd, cfid, cmagpsf, csigmapsf, roid, cdsxmatch, jdstarthist, model_path=None):
@@ -114,6 +132,25 @@ def t2(
     """Fink science module: map class → probability, all -1.0 when rejected by the cuts."""
     proba, _ = classify(cjd, cfid, cmagpsf, csigmapsf, roid, cdsxmatch, jdstarthist)
     return pd.Series(proba.to_dict(orient="records"))
+
+
+def t2_with_model(model_path: str):
+    """The ``t2`` UDF bound to one model file (a path the Python workers can read).
+
+    Unlike ``t2``, which loads ``$FINK_T2_MODEL`` or the shipped model, the path
+    travels with the UDF itself, so every worker runs the file the driver checked.
+    """
+    path = os.path.abspath(model_path)
+
+    @pandas_udf(MapType(StringType(), FloatType()))
+    def t2(
+        cjd: pd.Series, cfid: pd.Series, cmagpsf: pd.Series, csigmapsf: pd.Series,
+        roid: pd.Series, cdsxmatch: pd.Series, jdstarthist: pd.Series,
+    ) -> pd.Series:
+        proba, _ = classify(cjd, cfid, cmagpsf, csigmapsf, roid, cdsxmatch, jdstarthist, model_path=path)
+        return pd.Series(proba.to_dict(orient="records"))
+
+    return t2
 
 
 @pandas_udf(StringType())

@@ -71,11 +71,17 @@ class Sequences:
     values: float32 array (n, SEQUENCE_LENGTH, 2), peak-scaled g and r flux
     mask: bool array (n, SEQUENCE_LENGTH, 2), True where a value is observed or interpolated
     n_detections: int array (n,), g/r detections used (in the window)
+    n_epochs: int array (n,), distinct ``jd`` of the valid g/r detections, in the window
+        or beyond it (a duplicated detection counts once; training keeps objects with 2 epochs or more)
+    n_beyond_window: int array (n,), valid g/r detections dropped because they are
+        more than the window after the first detection
     """
 
     values: np.ndarray
     mask: np.ndarray
     n_detections: np.ndarray
+    n_epochs: np.ndarray | None = None
+    n_beyond_window: np.ndarray | None = None
 
 
 def mag_to_flux_ujy(mag):
@@ -138,11 +144,21 @@ def build_sequences(jd, fid, magpsf, offsets=None) -> Sequences:
         ok &= (mag >= VALID_MAG_RANGE[0]) & (mag <= VALID_MAG_RANGE[1])
     row, channel, jd, flux = row[ok], channel[ok], jd[ok], mag_to_flux_ujy(mag[ok])
 
+    order = np.lexsort((jd, row))
+    row_sorted, jd_sorted = row[order], jd[order]
+    new_epoch = np.ones(len(order), dtype=bool)
+    new_epoch[1:] = (row_sorted[1:] != row_sorted[:-1]) | (jd_sorted[1:] != jd_sorted[:-1])
+    n_epochs = np.bincount(row_sorted[new_epoch], minlength=n)
+
     t0 = np.full(n, np.inf)
     np.minimum.at(t0, row, jd)
-    node = np.rint((jd - t0[row]) / GRID_STEP_DAYS).astype(np.int64)
-    inside = node < SEQUENCE_LENGTH
-    row, channel, node, flux = row[inside], channel[inside], node[inside], flux[inside]
+    # compared as floats before the cast: an absurd jd (1e300) must not overflow into a valid node
+    with np.errstate(over="ignore"):
+        offset = np.rint((jd - t0[row]) / GRID_STEP_DAYS)
+    inside = offset < SEQUENCE_LENGTH
+    n_beyond_window = np.bincount(row[~inside], minlength=n)
+    row, channel, flux = row[inside], channel[inside], flux[inside]
+    node = offset[inside].astype(np.int64)
 
     cell = (row * SEQUENCE_LENGTH + node) * 2 + channel
     size = n * SEQUENCE_LENGTH * 2
@@ -156,7 +172,8 @@ def build_sequences(jd, fid, magpsf, offsets=None) -> Sequences:
     scale = np.divide(1.0, peak, out=np.zeros(n), where=peak > 0)
     values = (values * scale[:, None, None]).astype(np.float32)
     n_detections = np.bincount(row, minlength=n)
-    return Sequences(values=values, mask=mask, n_detections=n_detections)
+    return Sequences(values=values, mask=mask, n_detections=n_detections, n_epochs=n_epochs,
+                     n_beyond_window=n_beyond_window)
 
 
 def _interpolate_between_observed(binned: np.ndarray, observed: np.ndarray):

@@ -16,33 +16,47 @@ A file that cannot be decoded becomes one row with ``ingest_error`` set and
 
 from __future__ import annotations
 
+import datetime
+import fnmatch
+import hashlib
 import io
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
+from fink_t2.alerts.table import SCALAR_FIELDS
 from fink_t2.alerts import ALERT_SCHEMA, decode_avro_bytes, detect_format, read_fink_parquet, read_tarball, records_to_table
-from fink_t2.processor import T2_COLUMNS, maxclass, t2, t2_status
+from fink_t2.inference import DEFAULT_MODEL_PATH, T2Model
+from fink_t2.processor import T2_COLUMNS, maxclass, t2, t2_status, t2_with_model
 
 _LOG = logging.getLogger(__name__)
 
 #: alerts per staged chunk of a tarball, and per Arrow batch produced by the decoder
 ALERTS_PER_CHUNK = 5000
 #: columns of ALERT_SCHEMA that form the ``candidate`` struct of Fink's layout
-CANDIDATE_FIELDS = ("jd", "fid", "magpsf", "sigmapsf", "ra", "dec", "jdstarthist", "ssdistnr", "ssmagnr", "ssnamenr")
+CANDIDATE_FIELDS = tuple(name for name, _ in SCALAR_FIELDS)
 DECODED_SCHEMA = ALERT_SCHEMA.append(pa.field("source_file", pa.string())).append(pa.field("ingest_error", pa.string()))
 STATUS_UNREADABLE = "unreadable_file"
 #: schema of Spark's binaryFile source (a streaming source needs it declared)
 BINARY_FILE_SCHEMA = "path STRING, modificationTime TIMESTAMP, length BIGINT, content BINARY"
 _GLOBS = {"avro_dir": "*.avro", "avro_file": "*.avro", "parquet": "*.parquet", "tarball": "*.parquet"}
+#: written in OUTPUT at the first run: the input (and model) the output folder belongs to
+RUN_MARKER = "_fink_t2_run.json"
+#: unreadable input files are copied into OUTPUT/_unreadable/ after each run, listed in its index.json
+UNREADABLE_DIR = "_unreadable"
+#: an unreadable file larger than this (a whole nightly tarball) is listed but left where it is
+MAX_KEPT_BYTES = 64 * 2**20
 
 
 def get_spark(master: str | None = None, app_name: str = "fink-t2", **conf) -> SparkSession:
@@ -69,7 +83,10 @@ def decode_file(path: str, content: bytes) -> pa.Table:
         else:
             buffer = pa.BufferReader(content)
             if "cjd" in pq.read_schema(buffer).names:  # a staged chunk, already flat
-                table = pq.read_table(pa.BufferReader(content)).select(ALERT_SCHEMA.names).cast(ALERT_SCHEMA)
+                table = pq.read_table(pa.BufferReader(content))
+                if "ingest_error" in table.column_names:  # damage met while staging a tarball, one row each
+                    return table.select(DECODED_SCHEMA.names).cast(DECODED_SCHEMA)
+                table = table.select(ALERT_SCHEMA.names).cast(ALERT_SCHEMA)
             else:
                 table = records_to_table(read_fink_parquet(io.BytesIO(content)))
         n = table.num_rows
@@ -126,54 +143,225 @@ def load_alerts(spark: SparkSession, path: str) -> DataFrame:
 
 
 def stage_tarball(path: str, staging_dir: str, alerts_per_chunk: int = ALERTS_PER_CHUNK) -> str:
-    """Stream a nightly tarball into flat parquet chunks (written atomically); return their folder."""
+    """Stream a nightly tarball into flat parquet chunks (written atomically); return their folder.
+
+    A damaged tarball never stops the replay: a member that cannot be decoded is
+    saved under ``_unreadable/`` of the folder, and a truncated or corrupt archive
+    keeps the alerts read before the damage; each problem becomes one row with
+    ``ingest_error`` in a last chunk, so the stream reports it as an unreadable file.
+    The staging is then final (``_DONE``): replay a repaired tarball into a new output.
+    """
     target = Path(staging_dir) / Path(path).name.replace(".", "_")
     done = target / "_DONE"
     if done.exists():
         return str(target)
     target.mkdir(parents=True, exist_ok=True)
-    chunk, index = [], 0
+    chunk, index, errors, n_alerts = [], 0, [], 0
+
+    def write(table):
+        nonlocal index
+        tmp = target / f".chunk-{index:05d}.parquet.tmp"
+        pq.write_table(table, tmp)
+        os.replace(tmp, target / f"chunk-{index:05d}.parquet")
+        index += 1
 
     def flush():
-        nonlocal chunk, index
-        tmp = target / f".chunk-{index:05d}.parquet.tmp"
-        pq.write_table(records_to_table(chunk), tmp)
-        os.replace(tmp, target / f"chunk-{index:05d}.parquet")
-        chunk, index = [], index + 1
+        nonlocal chunk
+        write(records_to_table(chunk))
+        chunk = []
 
-    for record in read_tarball(path):
+    def on_error(member, data, err):
+        where = os.path.abspath(path)
+        if member is None:
+            message = f"{type(err).__name__}: {err} (archive damaged after {n_alerts} alerts; those are kept)"
+        else:
+            kept = target / "_unreadable" / Path(member).name
+            kept.parent.mkdir(exist_ok=True)
+            kept.write_bytes(data)
+            where, message = str(kept), f"{type(err).__name__}: {err} (member {member} of {path})"
+        _LOG.error("fink-t2: %s: %s", where, message)
+        errors.append((where, message[:500]))
+
+    for record in read_tarball(path, on_error=on_error):
         chunk.append(record)
+        n_alerts += 1
         if len(chunk) >= alerts_per_chunk:
             flush()
     if chunk or index == 0:
         flush()
+    if errors:
+        columns = {f.name: pa.nulls(len(errors), f.type) for f in ALERT_SCHEMA}
+        columns["source_file"] = pa.array([where for where, _ in errors], pa.string())
+        columns["ingest_error"] = pa.array([message for _, message in errors], pa.string())
+        write(pa.table(columns, schema=DECODED_SCHEMA))
     done.touch()
     return str(target)
 
 
-def with_t2(df: DataFrame) -> DataFrame:
-    """Add ``t2`` (map), ``t2_status`` and ``t2_class`` to a Fink-layout DataFrame."""
+def with_t2(df: DataFrame, model_path: str | None = None) -> DataFrame:
+    """Add ``t2`` (map), ``t2_status`` and ``t2_class`` to a Fink-layout DataFrame.
+
+    ``model_path``: run this model file (bound to the UDF) instead of $FINK_T2_MODEL or the shipped one.
+    """
     status = F.when(F.col("ingest_error").isNotNull(), F.lit(STATUS_UNREADABLE)).otherwise(t2_status(*T2_COLUMNS))
-    return df.withColumn("t2", t2(*T2_COLUMNS)).withColumn("t2_status", status).withColumn("t2_class", maxclass("t2"))
+    scores = (t2 if model_path is None else t2_with_model(model_path))(*T2_COLUMNS)
+    return df.withColumn("t2", scores).withColumn("t2_status", status).withColumn("t2_class", maxclass("t2"))
 
 
-def replay(path: str, output: str, master: str | None = None, max_files_per_trigger: int | None = None) -> dict:
+def input_format(path: str) -> str:
+    """``detect_format``, except that an empty folder is a night with zero alerts (read as an Avro folder)."""
+    if os.path.isdir(path) and not any(not name.startswith(".") for name in os.listdir(path)):
+        _LOG.warning("fink-t2: %s is empty: a night with zero alerts", path)
+        return "avro_dir"
+    return detect_format(path)
+
+
+def check_model(model: str | None = None) -> str:
+    """Absolute path of the model a replay runs (``model``, $FINK_T2_MODEL or the shipped one), loaded once
+    on the driver so that a missing file, a file without a t2 contract or a contract that does not match
+    fails before Spark starts (ValueError / ModelContractError, FileNotFoundError)."""
+    model = os.path.abspath(model or os.environ.get("FINK_T2_MODEL") or DEFAULT_MODEL_PATH)
+    if not os.path.isfile(model):
+        raise FileNotFoundError(f"model {model} does not exist or is not a file")
+    T2Model(model)  # reads and checks the contract, the input shape and the number of outputs (no inference)
+    return model
+
+
+def _sha256(path: str) -> str:
+    with open(path, "rb") as stream:
+        return hashlib.sha256(stream.read()).hexdigest()
+
+
+def claim_output(output: str, source: str, model: str) -> None:
+    """Make ``output`` the output folder of ``source``, or refuse (ValueError) without writing anything.
+
+    The first run writes ``OUTPUT/_fink_t2_run.json`` with the absolute input path; a later run into the
+    same folder must name the same input (results of two nights never mix). A folder that is not empty
+    and holds no marker is refused too. A different model only warns (its scores would sit beside the others).
+    """
+    marker = Path(output, RUN_MARKER)
+    source = os.path.abspath(source)
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise ValueError(f"output {output} is a file, not a folder")
+    if marker.is_file():
+        try:
+            run = json.loads(marker.read_text())
+            recorded = run["input"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"output {output}: unreadable {RUN_MARKER} ({err!r}); use another output folder") from None
+        if os.path.realpath(recorded) != os.path.realpath(source):
+            raise ValueError(f"output {output} holds the results of {recorded}, not {source}: use another output folder")
+        if run.get("model_sha256") not in (None, _sha256(model)):
+            _LOG.warning("fink-t2: %s was scored with model %s; new alerts are scored with %s", output, run.get("model"), model)
+        return
+    if os.path.isdir(output) and os.listdir(output):
+        raise ValueError(f"output {output} is not empty and has no {RUN_MARKER}: not a fink-t2 replay output, use another folder")
+    os.makedirs(output, exist_ok=True)
+    run = {
+        "input": source,
+        "model": model,
+        "model_sha256": _sha256(model),
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    tmp = Path(output, "." + RUN_MARKER + ".tmp")
+    tmp.write_text(json.dumps(run, indent=2))
+    os.replace(tmp, marker)
+
+
+def _empty_files(path: str, fmt: str) -> list[str]:
+    """Input files of length 0, which Spark's file source never lists (so no row can stand for them)."""
+    if fmt == "tarball":
+        return []  # staging reads the tarball itself and reports an empty one
+    if os.path.isfile(path):
+        return [os.path.abspath(path)] if os.path.getsize(path) == 0 else []
+    found = []
+    for root, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if not d.startswith(("_", "."))]  # as Spark's listing
+        for name in files:
+            file = os.path.join(root, name)
+            if fnmatch.fnmatch(name, _GLOBS[fmt]) and not name.startswith(("_", ".")) and os.path.getsize(file) == 0:
+                found.append(os.path.abspath(file))
+    return sorted(found)
+
+
+def _local_path(source: str) -> str | None:
+    """Local path of a ``source_file`` (plain path or ``file:`` URI), None for another file system."""
+    if source.startswith("file:"):
+        path = "/" + source[len("file:"):].lstrip("/")
+        return path if os.path.exists(path) or not os.path.exists(unquote(path)) else unquote(path)
+    return source if source.startswith("/") else None
+
+
+def keep_aside(spark: SparkSession, output: str, empty_files=()) -> list[dict]:
+    """Copy every unreadable input file of the output into ``OUTPUT/_unreadable/`` (once) and list them.
+
+    Unreadable: rows with ``ingest_error`` (one per file that could not be decoded, or per damage met in a
+    tarball) and ``empty_files``. Returns (and writes to ``_unreadable/index.json``) one entry per file:
+    ``source``, ``error``, ``kept_as`` (file name in ``_unreadable/``, or None with a ``note``).
+    """
+    problems = {}
+    written = read_output(spark, output)
+    if written is not None:
+        rows = written.where(F.col("ingest_error").isNotNull()).select("source_file", "ingest_error")
+        problems = {r["source_file"]: r["ingest_error"] for r in rows.collect()}
+    problems.update({f: "empty file: no alert (Spark's file source does not list files of length 0)" for f in empty_files})
+    if not problems:
+        return []
+    folder = Path(output, UNREADABLE_DIR)
+    index_file = folder / "index.json"
+    known = {e["source"]: e for e in json.loads(index_file.read_text())} if index_file.is_file() else {}
+    taken = {e["kept_as"] for e in known.values() if e.get("kept_as")}
+    folder.mkdir(exist_ok=True)
+    for source, error in sorted(problems.items()):
+        if source in known and (known[source].get("kept_as") is None or (folder / known[source]["kept_as"]).is_file()):
+            continue
+        entry = {"source": source, "error": error, "kept_as": None}
+        local = _local_path(source)
+        if local is None or not os.path.isfile(local):
+            entry["note"] = "not a readable local file: not copied"
+        elif os.path.getsize(local) > MAX_KEPT_BYTES:
+            entry["note"] = f"larger than {MAX_KEPT_BYTES} bytes: left in place"
+        else:
+            name, n = Path(local).name, 1
+            while name in taken:  # same file name, another source
+                name, n = f"{n}-{Path(local).name}", n + 1
+            tmp = folder / f".{name}.tmp"
+            shutil.copyfile(local, tmp)
+            os.replace(tmp, folder / name)
+            entry["kept_as"] = name
+            taken.add(name)
+        _LOG.error("fink-t2: unreadable input %s (%s); kept as %s", source, error, entry["kept_as"] and folder / entry["kept_as"])
+        known[source] = entry
+    tmp = folder / ".index.json.tmp"
+    tmp.write_text(json.dumps(sorted(known.values(), key=lambda e: e["source"]), indent=2))
+    os.replace(tmp, index_file)
+    return [known[source] for source in sorted(problems)]
+
+
+def replay(
+    path: str, output: str, master: str | None = None, max_files_per_trigger: int | None = None, model: str | None = None
+) -> dict:
     """Replay a night through t2 with Structured Streaming (availableNow) into parquet at ``output``.
 
-    Returns the summary printed by ``fink-t2 replay``.
+    Returns the summary printed by ``fink-t2 replay``. Before Spark starts and before anything is
+    written, the input, the model (``model``, else $FINK_T2_MODEL, else the shipped one) and the
+    output folder (see :func:`claim_output`) are checked; a problem raises ValueError or FileNotFoundError.
     """
-    fmt = detect_format(path)
+    fmt = input_format(path)
+    model = check_model(model)
     output = os.path.abspath(output)
+    claim_output(output, path, model)
     start = time.perf_counter()
+    empty_files = _empty_files(path, fmt)
     if fmt == "tarball":
         path = stage_tarball(path, os.path.join(output, "_staging"))
-    spark = get_spark(master)
+    spark = get_spark(master, **{"spark.executorEnv.FINK_T2_MODEL": model})
     reader = spark.readStream
     if max_files_per_trigger:
         reader = reader.option("maxFilesPerTrigger", max_files_per_trigger)
     before = _count_output(spark, output)
     query = (
-        with_t2(_decoded_alerts(reader, path, fmt))
+        with_t2(_decoded_alerts(reader, path, fmt), model_path=model)
         .writeStream.format("parquet")
         .option("path", output)
         .option("checkpointLocation", os.path.join(output, "_checkpoint"))
@@ -183,19 +371,34 @@ def replay(path: str, output: str, master: str | None = None, max_files_per_trig
     query.awaitTermination()
     wall = time.perf_counter() - start
     summary = summarize(spark, output, before, wall)
+    unreadable = keep_aside(spark, output, empty_files)
+    summary.update(unreadable_files=len(unreadable), unreadable=unreadable)
     Path(output, "_fink_t2_summary.json").write_text(json.dumps(summary, indent=2))  # read by fink-t2 report
     return summary
 
 
+def read_output(spark: SparkSession, output: str) -> DataFrame | None:
+    """The committed output (through the sink's log), or None while no batch has written a file."""
+    log = Path(output, "_spark_metadata")
+    if not log.is_dir() or not any(p.name.split(".")[0].isdigit() for p in log.iterdir()):
+        return None
+    try:
+        return spark.read.parquet(output)
+    except AnalysisException as err:  # batches committed without any file (empty ones)
+        if err.getCondition() != "UNABLE_TO_INFER_SCHEMA":
+            raise
+        return None
+
+
 def _count_output(spark: SparkSession, output: str) -> int:
-    if not os.path.isdir(os.path.join(output, "_spark_metadata")):
-        return 0
-    return spark.read.parquet(output).count()
+    written = read_output(spark, output)
+    return 0 if written is None else written.count()
 
 
 def summarize(spark: SparkSession, output: str, count_before: int, wall_s: float) -> dict:
     """Counts of the whole output (exactly-once view through the sink's log) and this run's speed."""
-    counts = {r["t2_status"]: r["count"] for r in spark.read.parquet(output).groupBy("t2_status").count().collect()}
+    written = read_output(spark, output)  # None: nothing committed yet (a night with zero files)
+    counts = {} if written is None else {r["t2_status"]: r["count"] for r in written.groupBy("t2_status").count().collect()}
     total = sum(counts.values())
     processed_this_run = total - count_before
     return {

@@ -59,6 +59,18 @@ SCALAR_FIELDS = (
     ("ssmagnr", pa.float64()),
     ("fid", pa.int32()),
     ("ssnamenr", pa.string()),
+    # used by Fink's quality cuts and other science modules (asteroid catcher, SuperNNova, ...)
+    ("ndethist", pa.int32()),
+    ("sgscore1", pa.float64()),
+    ("distpsnr1", pa.float64()),
+    ("rb", pa.float64()),
+    ("drb", pa.float64()),
+    ("nbad", pa.int32()),
+    ("isdiffpos", pa.string()),
+    ("magnr", pa.float64()),
+    ("sigmagnr", pa.float64()),
+    ("distnr", pa.float64()),
+    ("diffmaglim", pa.float64()),
 )
 
 #: history-then-current array columns: ``"c" + field`` holds a list of this type

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import posixpath
 import tarfile
-from typing import BinaryIO, Iterator, Union
+from typing import BinaryIO, Callable, Iterator, Optional, Union
 
 from fink_t2.alerts.avro import decode_avro_bytes
 
@@ -34,7 +34,11 @@ def _is_alert_member(member: tarfile.TarInfo) -> bool:
     return member.isfile() and name.endswith(".avro") and not name.startswith("._")
 
 
-def read_tarball(path: Union[str, os.PathLike, BinaryIO]) -> Iterator[dict]:
+#: ``on_error(member_name, member_bytes, exception)``; name and bytes are None for damage to the archive itself
+OnError = Callable[[Optional[str], Optional[bytes], Exception], None]
+
+
+def read_tarball(path: Union[str, os.PathLike, BinaryIO], on_error: Optional[OnError] = None) -> Iterator[dict]:
     """Iterate over the alerts of a tar archive of Avro files, streaming.
 
     Parameters
@@ -42,22 +46,40 @@ def read_tarball(path: Union[str, os.PathLike, BinaryIO]) -> Iterator[dict]:
     path : path-like or binary file object
         A tar archive (gzip, bzip2, xz or uncompressed); members not ending
         in ``.avro`` are skipped.
+    on_error : callable, optional
+        Without it, any damage raises. With it, a member that cannot be decoded
+        is reported as ``on_error(name, bytes, error)`` and skipped, and damage to
+        the archive itself (empty or truncated file, corrupt compression) is
+        reported as ``on_error(None, None, error)`` and ends the iteration: the
+        alerts read before the damage have been yielded.
 
     Yields
     ------
     dict
         Decoded alerts without cutouts, in archive order.
     """
-    if isinstance(path, (str, os.PathLike)):
-        opened = tarfile.open(path, mode="r|*")
-    else:
-        opened = tarfile.open(fileobj=path, mode="r|*")
-    with opened as tar:
-        for member in tar:
-            if not _is_alert_member(member):
-                continue
-            stream = tar.extractfile(member)
-            if stream is None:
-                continue
-            data = stream.read()
-            yield from decode_avro_bytes(data)
+    try:
+        if isinstance(path, (str, os.PathLike)):
+            opened = tarfile.open(path, mode="r|*")
+        else:
+            opened = tarfile.open(fileobj=path, mode="r|*")
+        with opened as tar:
+            for member in tar:
+                if not _is_alert_member(member):
+                    continue
+                stream = tar.extractfile(member)
+                if stream is None:
+                    continue
+                data = stream.read()
+                try:
+                    alerts = decode_avro_bytes(data)
+                except Exception as err:  # noqa: BLE001 - one bad member must not lose the others
+                    if on_error is None:
+                        raise
+                    on_error(member.name, data, err)
+                    continue
+                yield from alerts
+    except Exception as err:  # noqa: BLE001 - truncated or corrupt archive: keep what was read
+        if on_error is None:
+            raise
+        on_error(None, None, err)
