@@ -4,8 +4,12 @@ Spark reuses its Python workers between Arrow batches, tasks and jobs
 (``spark.python.worker.reuse``, default true), so a module-level cache keyed
 by model path means one load per worker, not one per batch. The interpreter
 keeps its input shape between calls and is resized only when the chunk size
-changes; inputs are cut in chunks of ``MAX_CHUNK`` alerts because the
-attention tensor holds batch × heads × 100 × 100 floats.
+changes; inputs are cut in chunks of ``MAX_CHUNK`` alerts (the last one
+zero-padded, so the interpreter is never resized between Arrow batches).
+Small chunks win on CPU: the attention tensor holds batch × heads × 100 × 100
+floats, and per-alert cost measured here rose 2.4× from 4 to 1024 alerts per
+call as it left the cache (scripts/bench_modules.py, docs/performance.md);
+they also bound the worker's memory.
 
 GPU executors: when Spark's resource scheduling gives the task a GPU
 (``spark.task.resource.gpu.amount``), ``load_model`` tries LiteRT's GPU
@@ -43,7 +47,7 @@ from fink_t2.contract import ModelContractError, read_contract
 
 DEFAULT_MODEL_PATH = str(Path(__file__).parent / "data" / "t2.tflite")
 #: largest number of alerts given to the interpreter in one call (bounds memory)
-MAX_CHUNK = 1024
+MAX_CHUNK = 4
 #: the same on the GPU backend, where a chunk is padded to one of GPU_BATCH_SIZES (static shapes: at most
 #: len(GPU_BATCH_SIZES) GPU programs per worker instead of one per distinct batch size)
 GPU_MAX_CHUNK = 8192
@@ -90,12 +94,16 @@ class T2Model:
         sequences = np.ascontiguousarray(sequences, dtype=np.float32)
         out = np.empty((len(sequences), len(self.class_names)), dtype=np.float32)
         with self._lock:
-            for start in range(0, len(sequences), MAX_CHUNK):
-                chunk = sequences[start : start + MAX_CHUNK]
-                self._resize(len(chunk))
+            chunk_size = min(MAX_CHUNK, len(sequences)) or 1
+            self._resize(chunk_size)
+            for start in range(0, len(sequences), chunk_size):
+                chunk = sequences[start : start + chunk_size]
+                n = len(chunk)
+                if n < chunk_size:
+                    chunk = np.concatenate([chunk, np.zeros((chunk_size - n, *chunk.shape[1:]), np.float32)])
                 self._interpreter.set_tensor(self._input["index"], chunk)
                 self._interpreter.invoke()
-                out[start : start + len(chunk)] = self._interpreter.get_tensor(self._output["index"])
+                out[start : start + n] = self._interpreter.get_tensor(self._output["index"])[:n]
         return out
 
     def _resize(self, batch: int) -> None:

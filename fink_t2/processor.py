@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from fink_utils.xmatch.simbad import return_list_of_eg_host
 from pyspark.sql.functions import pandas_udf
-from pyspark.sql.types import FloatType, MapType, StringType
+from pyspark.sql.types import FloatType, MapType, StringType, StructField, StructType
 
 from fink_t2.inference import load_model
 from fink_t2.sequences import build_sequences
@@ -124,33 +124,60 @@ def classify(cjd, cfid, cmagpsf, csigmapsf, roid, cdsxmatch, jdstarthist, model_
     return pd.DataFrame(proba, columns=list(model.class_names)), status
 
 
-@pandas_udf(MapType(StringType(), FloatType()))
-def t2(
-    cjd: pd.Series, cfid: pd.Series, cmagpsf: pd.Series, csigmapsf: pd.Series,
-    roid: pd.Series, cdsxmatch: pd.Series, jdstarthist: pd.Series,
-) -> pd.Series:
-    """Fink science module: map class → probability, all -1.0 when rejected by the cuts."""
-    proba, _ = classify(cjd, cfid, cmagpsf, csigmapsf, roid, cdsxmatch, jdstarthist)
-    return pd.Series(proba.to_dict(orient="records"))
+T2_MAP_TYPE = MapType(StringType(), FloatType())
+T2_RESULT_TYPE = StructType(
+    [StructField("t2", T2_MAP_TYPE), StructField("t2_status", StringType()), StructField("t2_class", StringType())]
+)
 
 
-def t2_with_model(model_path: str):
-    """The ``t2`` UDF bound to one model file (a path the Python workers can read).
+def _as_maps(proba: pd.DataFrame) -> list:
+    names = list(proba.columns)
+    return [dict(zip(names, row)) for row in proba.to_numpy().tolist()]
 
-    Unlike ``t2``, which loads ``$FINK_T2_MODEL`` or the shipped model, the path
-    travels with the UDF itself, so every worker runs the file the driver checked.
+
+def t2_udf(model_path: str | None = None):
+    """The ``t2`` pandas UDF, bound to ``model_path`` (a path the Python workers can read) if given.
+
+    Without a path the workers run ``$FINK_T2_MODEL`` or the shipped model; with one, the
+    path travels with the UDF itself, so every worker runs the file the driver checked.
     """
-    path = os.path.abspath(model_path)
+    path = None if model_path is None else os.path.abspath(model_path)
 
-    @pandas_udf(MapType(StringType(), FloatType()))
+    @pandas_udf(T2_MAP_TYPE)
     def t2(
         cjd: pd.Series, cfid: pd.Series, cmagpsf: pd.Series, csigmapsf: pd.Series,
         roid: pd.Series, cdsxmatch: pd.Series, jdstarthist: pd.Series,
     ) -> pd.Series:
+        """Fink science module: map class → probability, all -1.0 when rejected by the cuts."""
         proba, _ = classify(cjd, cfid, cmagpsf, csigmapsf, roid, cdsxmatch, jdstarthist, model_path=path)
-        return pd.Series(proba.to_dict(orient="records"))
+        return pd.Series(_as_maps(proba))
 
     return t2
+
+
+def t2_result_udf(model_path: str | None = None):
+    """One pass giving the struct (``t2`` map, ``t2_status``, ``t2_class``): what the replay writes.
+
+    Same values as ``t2``, ``t2_status`` and ``maxclass`` applied one after the other,
+    at the cost of one sequence build and one model call instead of two builds.
+    """
+    path = None if model_path is None else os.path.abspath(model_path)
+
+    @pandas_udf(T2_RESULT_TYPE)
+    def t2_result(
+        cjd: pd.Series, cfid: pd.Series, cmagpsf: pd.Series, csigmapsf: pd.Series,
+        roid: pd.Series, cdsxmatch: pd.Series, jdstarthist: pd.Series,
+    ) -> pd.DataFrame:
+        proba, status = classify(cjd, cfid, cmagpsf, csigmapsf, roid, cdsxmatch, jdstarthist, model_path=path)
+        names = np.asarray(proba.columns, dtype=object)
+        best = np.where(status == STATUS_OK, names[proba.to_numpy().argmax(axis=1)], None)
+        return pd.DataFrame({"t2": _as_maps(proba), "t2_status": status, "t2_class": best})
+
+    return t2_result
+
+
+#: the Fink science module with the default model: ``df.withColumn("t2", t2(*T2_COLUMNS))``
+t2 = t2_udf()
 
 
 @pandas_udf(StringType())

@@ -38,7 +38,7 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from fink_t2.alerts.table import SCALAR_FIELDS
 from fink_t2.alerts import ALERT_SCHEMA, decode_avro_bytes, detect_format, read_fink_parquet, read_tarball, records_to_table
 from fink_t2.inference import DEFAULT_MODEL_PATH, T2Model
-from fink_t2.processor import T2_COLUMNS, maxclass, t2, t2_status, t2_with_model
+from fink_t2.processor import T2_COLUMNS, t2_result_udf
 
 _LOG = logging.getLogger(__name__)
 
@@ -203,9 +203,17 @@ def with_t2(df: DataFrame, model_path: str | None = None) -> DataFrame:
 
     ``model_path``: run this model file (bound to the UDF) instead of $FINK_T2_MODEL or the shipped one.
     """
-    status = F.when(F.col("ingest_error").isNotNull(), F.lit(STATUS_UNREADABLE)).otherwise(t2_status(*T2_COLUMNS))
-    scores = (t2 if model_path is None else t2_with_model(model_path))(*T2_COLUMNS)
-    return df.withColumn("t2", scores).withColumn("t2_status", status).withColumn("t2_class", maxclass("t2"))
+    result = t2_result_udf(model_path)(*T2_COLUMNS)
+    status = F.col("_t2.t2_status")
+    if "ingest_error" in df.columns:  # rows standing for an undecodable file (see decode_file)
+        status = F.when(F.col("ingest_error").isNotNull(), F.lit(STATUS_UNREADABLE)).otherwise(status)
+    return (
+        df.withColumn("_t2", result)
+        .withColumn("t2", F.col("_t2.t2"))
+        .withColumn("t2_status", status)
+        .withColumn("t2_class", F.col("_t2.t2_class"))
+        .drop("_t2")
+    )
 
 
 def input_format(path: str) -> str:
