@@ -60,8 +60,15 @@ MAX_KEPT_BYTES = 64 * 2**20
 
 
 def get_spark(master: str | None = None, app_name: str = "fink-t2", **conf) -> SparkSession:
-    """A Spark session set up for the replay (local[*] unless ``master`` or $SPARK_MASTER says otherwise)."""
-    builder = SparkSession.builder.appName(app_name).master(master or os.environ.get("SPARK_MASTER", "local[*]"))
+    """A Spark session set up for the replay.
+
+    Master: ``master``, else $SPARK_MASTER, else the one spark-submit was given (a driver
+    started by spark-submit talks to its JVM through $PYSPARK_GATEWAY_PORT), else local[*].
+    """
+    builder = SparkSession.builder.appName(app_name)
+    master = master or os.environ.get("SPARK_MASTER")
+    if master or "PYSPARK_GATEWAY_PORT" not in os.environ:
+        builder = builder.master(master or "local[*]")
     defaults = {
         "spark.sql.shuffle.partitions": "4",
         "spark.ui.enabled": "false",

@@ -157,6 +157,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--chart", default=None, help="PNG bar chart of alerts/s/core per module")
     parser.add_argument("--modules", default="t2,t2+status,nalerthist,roid",
                         help="comma-separated: t2, t2+status, " + ", ".join(FINK_MODULES))
+    parser.add_argument("--no-micro", action="store_true", help="modules only (e.g. in the SuperNNova venv)")
     parser.add_argument("--sizes", default=None, help="comma-separated volumes (default 1000,10000,100000)")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in (args.sizes or ("1000" if args.quick else "1000,10000,100000")).split(",")]
@@ -190,24 +191,8 @@ def main(argv=None) -> dict:
     for m, v in result["all_pass"][largest].items():
         result["modules"][m + " (all pass)"] = {"alerts_per_second_per_core": v["alerts_per_second_per_core"]}
 
-    micro = result["micro"]
-    micro["avro_decode"] = avro_decode_rate(repeats)
-    micro["sequence_building"] = sequence_rate(alerts, 10_000 if args.quick else 100_000, repeats)
-    model_path = inference.DEFAULT_MODEL_PATH
-    micro["inference_batch_size"] = inference_sweep(
-        model_path, [1, 64, 1024] if args.quick else [1, 8, 64, 256, 1024, 4096, 8192], repeats)
-    micro["model_load_seconds"] = load_time(model_path, repeats)
-    float_model = REPO / "build" / "model" / "t2_float.tflite"
-    if float_model.is_file():
-        micro["float_tflite_inference_1024"] = inference_sweep(str(float_model), [1024], repeats)["1024"]
-        micro["float_tflite_load_seconds"] = load_time(str(float_model), repeats)
-    arrow = {}
-    for records in ([1000, 10000] if args.quick else [100, 1000, 10000]):
-        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(records))
-        arrow[str(records)] = module_rate(passing, "t2", int(largest), repeats)
-    spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
-    micro["arrow_max_records_per_batch_all_pass"] = arrow
-    micro["python_worker_peak_rss_mb_all_pass"] = worker_peak_memory_mb(passing)
+    if not args.no_micro:
+        micro_benchmarks(result["micro"], spark, alerts, passing, int(largest), args.quick, repeats)
 
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=1))
@@ -215,6 +200,26 @@ def main(argv=None) -> dict:
         bar_chart(result["modules"], args.chart)
     print(json.dumps(result["modules"], indent=1))
     return result
+
+
+def micro_benchmarks(micro: dict, spark, alerts, passing, n: int, quick: bool, repeats: int) -> None:
+    micro["avro_decode"] = avro_decode_rate(repeats)
+    micro["sequence_building"] = sequence_rate(alerts, 10_000 if quick else 100_000, repeats)
+    model_path = inference.DEFAULT_MODEL_PATH
+    micro["inference_batch_size"] = inference_sweep(
+        model_path, [1, 4, 64, 1024] if quick else [1, 4, 16, 64, 256, 1024, 4096, 8192], repeats)
+    micro["model_load_seconds"] = load_time(model_path, repeats)
+    float_model = REPO / "build" / "model" / "t2_float.tflite"
+    if float_model.is_file():
+        micro["float_tflite_inference_1024"] = inference_sweep(str(float_model), [1024], repeats)["1024"]
+        micro["float_tflite_load_seconds"] = load_time(str(float_model), repeats)
+    arrow = {}
+    for records in ([1000, 10000] if quick else [100, 1000, 10000]):
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(records))
+        arrow[str(records)] = module_rate(passing, "t2", n, repeats)
+    spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
+    micro["arrow_max_records_per_batch_all_pass"] = arrow
+    micro["python_worker_peak_rss_mb_all_pass"] = worker_peak_memory_mb(passing)
 
 
 def bar_chart(modules: dict, path: str) -> None:

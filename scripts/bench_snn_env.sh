@@ -11,4 +11,4 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/pip" install -q -e . "fink-science>=7.4" line_profiler supernnova "torch==2.13.0" matplotlib
 fi
 export PYSPARK_PYTHON="$PWD/$VENV/bin/python" PYSPARK_DRIVER_PYTHON="$PWD/$VENV/bin/python"
-exec "$VENV/bin/python" scripts/bench_modules.py --modules t2,t2+status,nalerthist,roid,snn_snia_vs_nonia "$@"
+exec "$VENV/bin/python" scripts/bench_modules.py --no-micro --modules t2,t2+status,nalerthist,roid,snn_snia_vs_nonia "$@"
