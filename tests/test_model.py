@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip("tf_keras")
+import tf_keras  # noqa: F401  (train extra: a missing install must fail, not skip)
 
 from fink_t2.contract import read_contract  # noqa: E402
 from fink_t2.model.architecture import build_model, keras  # noqa: E402
@@ -17,7 +17,7 @@ from fink_t2.model.train import predict_tflite, train_and_export  # noqa: E402
 from fink_t2.sequences import build_sequences  # noqa: E402
 
 DATA_DIR = Path(os.environ.get("FINK_T2_DATA", Path(__file__).parents[1] / "../shared/data"))
-needs_data = pytest.mark.skipif(not (DATA_DIR / "ztf_bts").is_dir(), reason=f"no data in {DATA_DIR}")
+assert (DATA_DIR / "ztf_bts").is_dir(), f"no BTS data in {DATA_DIR}: set FINK_T2_DATA"  # fail, never skip
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,6 @@ def test_architecture_size_and_softmax():
     np.testing.assert_allclose(clone.predict(x, verbose=0), proba, rtol=1e-5)
 
 
-@needs_data
 def test_every_labelled_type_is_mapped():
     bts_types = pd.read_csv(DATA_DIR / "ztf_bts" / "labels.csv")["type"].unique()
     snpcc_types = pd.read_csv(DATA_DIR / "snpcc_des" / "labels.csv")["type"].unique()
@@ -47,7 +46,6 @@ def test_every_labelled_type_is_mapped():
     assert mapped["TDE"] == "Other" and mapped["IIP"] == "SN II" and mapped["Ibc"] == "SN Ibc"
 
 
-@needs_data
 def test_bts_table_and_split(bts):
     assert set(bts.columns) == {"object_id", "jd", "fid", "mag", "label", "source"}
     assert set(bts["fid"]) == {1, 2} and bts["jd"].min() > 2400000.5 and set(bts["source"]) == {"bts"}
@@ -61,7 +59,6 @@ def test_bts_table_and_split(bts):
     assert split.equals(split_objects(objects.reset_index(), seed=3))
 
 
-@needs_data
 def test_truncations_match_per_object_sequences(bts):
     table = bts[bts["object_id"].isin(bts["object_id"].unique()[:25])]
     ex = make_examples(table, max_truncations=5, seed=0)
@@ -81,11 +78,12 @@ def test_truncations_match_per_object_sequences(bts):
         assert ref.n_detections[0] == ex.n_detections[i]
 
 
-@needs_data
 def test_tiny_train_and_export(tmp_path):
     metrics = train_and_export(DATA_DIR, tmp_path, epochs=1, seed=0, progress=False, max_objects=60,
-                               snpcc_objects=60, max_truncations=3)
+                               snpcc_objects=60, max_truncations=3, float_dir=tmp_path / "float")
     path = tmp_path / "t2.tflite"
+    for kept in ("t2_savedmodel", "t2.keras", "t2.h5", "float_model.json", "t2_metrics.json"):  # fink-t2 compress inputs
+        assert (tmp_path / "float" / kept).exists(), kept
     contract = read_contract(path)
     assert contract["class_names"] == list(CLASS_NAMES) and contract["training"]["seed"] == 0
     proba = predict_tflite(path, np.random.default_rng(0).random((5, 100, 2)).astype(np.float32))

@@ -4,7 +4,10 @@
 
 writes ``t2.tflite`` (dynamic-range quantized, batch dimension dynamic) and
 ``t2_metrics.json`` (metrics of the *quantized file* on the BTS test objects,
-full light curves and truncations, plus what data and command produced it).
+full light curves and truncations, plus what data and command produced it), and keeps the
+float model in ``--float-dir`` (default ``build/model``) for ``fink-t2 compress``. The shipped
+model is ``fink-t2 train`` then ``fink-t2 compress --ship tflite_int8_pt_stripped`` (full-int8,
+~29 KB; see docs/compression.md).
 """
 
 from __future__ import annotations
@@ -45,16 +48,23 @@ def set_seeds(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def class_weights(labels: np.ndarray, n_classes: int = len(CLASS_NAMES)) -> np.ndarray:
-    """Weights inverse to class frequency, mean 1 over the examples (absent classes: 0).
+def class_weights(labels: np.ndarray, n_classes: int = len(CLASS_NAMES), power: float = 1.0) -> np.ndarray:
+    """Weights (inverse class frequency) ** ``power``, mean 1 over the examples (absent classes: 0).
+
+    ``power`` 1: every class weighs the same in the loss; 0.5 (square root): softer, trades some
+    rare-class recall for accuracy; 0: no weighting.
 
     >>> class_weights(np.array([0, 0, 0, 1]), 3).tolist()
     [0.6666666666666666, 2.0, 0.0]
+    >>> [round(w, 3) for w in class_weights(np.array([0, 0, 0, 1]), 3, power=0.5).tolist()]
+    [0.845, 1.464, 0.0]
     """
     counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
     present = counts > 0
     weights = np.zeros(n_classes)
-    weights[present] = len(labels) / (present.sum() * counts[present])
+    weights[present] = (len(labels) / (present.sum() * counts[present])) ** power
+    if len(labels):
+        weights /= np.sum(weights[labels]) / len(labels)
     return weights
 
 
@@ -128,13 +138,15 @@ def _dir_size(path) -> int:
 
 def train_and_export(data_dir="../shared/data", output_dir="fink_t2/data", epochs=40, seed=42, progress=True,
                      max_objects=None, snpcc_objects=0, max_truncations=8, batch_size=256, patience=6,
-                     learning_rate=3e-3, command=None) -> dict:
+                     learning_rate=3e-3, command=None, class_weight_power=1.0, float_dir=None) -> dict:
     """Build data, train, export ``output_dir/t2.tflite`` and ``t2_metrics.json``; return the metrics.
 
     ``max_objects`` caps the objects per source (quick runs and tests); ``snpcc_objects``
     is the size of a class-balanced SNPCC subsample added to training/validation (0: BTS
     only, the shipped model: adding 1,500 or 5,000 SNPCC objects did not improve the BTS
-    validation set's class-balanced log-loss).
+    validation set's class-balanced log-loss). ``class_weight_power``: see :func:`class_weights`.
+    ``float_dir``: where to keep the float model (``t2_savedmodel/``, ``t2.keras``, ``t2.h5`` and
+    ``float_model.json``, the inputs of ``fink-t2 compress``); None: a temporary folder, nothing kept.
     """
     start = time.time()
     set_seeds(seed)
@@ -143,7 +155,7 @@ def train_and_export(data_dir="../shared/data", output_dir="fink_t2/data", epoch
                    f"seed={seed}, max_objects={max_objects}, snpcc_objects={snpcc_objects})")
     objects, data = build_datasets(data_dir, max_objects, snpcc_objects, max_truncations, FRACTIONS, seed)
     train, val, test = data["train"], data["val"], data["test"]
-    weights = class_weights(train.label)
+    weights = class_weights(train.label, power=class_weight_power)
     if progress:
         print(f"examples: train {len(train)}, val {len(val)}, test {len(test)}; class weights {weights.round(3)}")
 
@@ -169,9 +181,18 @@ def train_and_export(data_dir="../shared/data", output_dir="fink_t2/data", epoch
     output_dir.mkdir(parents=True, exist_ok=True)
     model_path = output_dir / MODEL_NAME
     with tempfile.TemporaryDirectory() as tmp:
-        model.save(Path(tmp) / "t2_savedmodel", save_format="tf")
-        saved_model_bytes = _dir_size(Path(tmp) / "t2_savedmodel")
-        tflite_bytes = to_tflite(Path(tmp) / "t2_savedmodel")
+        keep = Path(float_dir) if float_dir is not None else Path(tmp)
+        keep.mkdir(parents=True, exist_ok=True)
+        model.save(keep / "t2_savedmodel", save_format="tf")
+        saved_model_bytes = _dir_size(keep / "t2_savedmodel")
+        tflite_bytes = to_tflite(keep / "t2_savedmodel")
+        if float_dir is not None:  # inputs of fink-t2 compress: the float model and how its data was built
+            model.save(keep / "t2.keras")
+            model.save(keep / "t2.h5")
+            (keep / "float_model.json").write_text(json.dumps({
+                "command": command, "data_dir": str(data_dir), "seed": seed, "max_objects": max_objects,
+                "snpcc_objects": snpcc_objects, "max_truncations": max_truncations,
+                "fractions": list(FRACTIONS), "class_weight_power": class_weight_power}, indent=1) + "\n")
     counts = objects.groupby(["source", "label"]).size()
     folders = [{"bts": "ztf_bts", "snpcc": "snpcc_des"}[src] for src in sorted(objects["source"].unique())]
     training = {"data": folders, "seed": seed, "epochs_run": len(val_losses),
@@ -211,7 +232,9 @@ def train_and_export(data_dir="../shared/data", output_dir="fink_t2/data", epoch
         "training": {"epochs_max": epochs, "epochs_run": len(val_losses), "best_epoch": training["best_epoch"],
                      "best_val_loss": float(min(val_losses)), "batch_size": batch_size,
                      "learning_rate": learning_rate, "lr_schedule": "ReduceLROnPlateau(val_loss, x0.3, patience 3)",
-                     "loss": "class-balanced log-loss (weights inverse to frequency)",
+                     "loss": ("class-balanced log-loss (weights inverse to frequency)" if class_weight_power == 1
+                              else f"weighted log-loss (weights (inverse frequency) ** {class_weight_power})"),
+                     "class_weight_power": class_weight_power,
                      "class_weights": dict(zip(CLASS_NAMES, weights.round(6).tolist())),
                      "early_stopping_patience": patience, "train_seconds": round(train_seconds, 1),
                      "total_seconds": round(time.time() - start, 1)},
@@ -221,6 +244,8 @@ def train_and_export(data_dir="../shared/data", output_dir="fink_t2/data", epoch
         "versions": {"tensorflow": tf.__version__, "tf_keras": keras.__version__},
     }
     (output_dir / METRICS_NAME).write_text(json.dumps(metrics, indent=1) + "\n")
+    if float_dir is not None:  # fink-t2 compress --ship starts from these
+        (Path(float_dir) / METRICS_NAME).write_text(json.dumps(metrics, indent=1) + "\n")
     if progress:
         summary = {k: {m: round(v[m], 4) for m in ("log_loss", "accuracy", "macro_f1")}
                    for k, v in metrics["test"].items()}
@@ -241,10 +266,19 @@ def main(argv=None) -> dict:
                         help="class-balanced SNPCC subsample added to training (0: BTS only)")
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--batch-size", type=int, default=256)
+    # defaults = the recipe of the shipped model (docs/quality.md): weights (1/frequency)**0.35, 16 examples per object
+    parser.add_argument("--max-truncations", type=int, default=16, help="examples per object (full curve + truncations)")
+    parser.add_argument("--class-weight-power", type=float, default=0.35,
+                        help="class weights = (inverse frequency) ** POWER (1: balanced, 0.5: sqrt, 0: none)")
+    parser.add_argument("--patience", type=int, default=8, help="early-stopping patience (epochs)")
+    parser.add_argument("--float-dir", default="build/model",
+                        help="where the float model is kept for fink-t2 compress ('' : not kept)")
     args = parser.parse_args(argv)
     return train_and_export(args.data_dir, args.output_dir, args.epochs, args.seed, max_objects=args.max_objects,
                             snpcc_objects=args.snpcc_objects, learning_rate=args.learning_rate,
-                            batch_size=args.batch_size,
+                            batch_size=args.batch_size, max_truncations=args.max_truncations,
+                            class_weight_power=args.class_weight_power, patience=args.patience,
+                            float_dir=args.float_dir or None,
                             command=shlex.join(["python", "-m", "fink_t2.model.train", *argv]))
 
 

@@ -1,0 +1,345 @@
+"""``fink-t2 compress``: compressed variants of the float t2 model kept by ``fink-t2 train``.
+
+    fink-t2 train                         # → fink_t2/data/t2.tflite + build/model/ (float model, data recipe)
+    fink-t2 compress                      # → build/compress/<variant>... + build/compress/variants.json
+    fink-t2 compress --ship full_int8     # also writes that variant as fink_t2/data/t2.tflite (+ metrics)
+
+Variants (``VARIANTS``), all from ``build/model``:
+
+* ``savedmodel``, ``keras``, ``h5``: the float model in TF SavedModel, Keras v3 and HDF5 formats;
+* ``tflite_float``, ``tflite_dynamic`` (int8 weights, float activations), ``tflite_int8`` (int8 weights
+  and activations, calibrated on training sequences; float32 input/output so the runtime is unchanged);
+* ``clustered`` (16 weight clusters per layer), ``pruned`` (magnitude pruning to 50 % sparsity),
+  ``clustered_pruned`` (pruned, then sparsity-preserving clustering): fine-tuned a few epochs on the
+  training split, stripped of their tfmot wrappers, saved as ``.h5`` and as dynamic-range ``.tflite``.
+
+tfmot cannot wrap a whole model holding a custom layer (the positional encoding), so the Conv1D, Dense and
+MultiHeadAttention layers are wrapped one by one through ``keras.models.clone_model``; each tfmot variant
+is built in its own Python process (a failed tfmot attempt can poison later ones in the same process).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import shlex  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+FLOAT_DIR = "build/model"
+OUT_DIR = "build/compress"
+N_CLUSTERS = 16
+SPARSITY = 0.5
+REPRESENTATIVE_SIZE = 512
+#: variant → (file name under OUT_DIR, kind, what it is)
+VARIANTS = {
+    "savedmodel": ("t2_savedmodel", "tf", "float32 TF SavedModel (protobuf + variables)"),
+    "keras": ("t2.keras", "keras", "float32 Keras v3 zip"),
+    "h5": ("t2.h5", "keras", "float32 Keras HDF5"),
+    "tflite_float": ("t2_float.tflite", "tflite", "float32 TFLite FlatBuffer"),
+    "tflite_dynamic": ("t2_dynamic.tflite", "tflite", "TFLite dynamic-range quantization (int8 weights, float activations)"),
+    "tflite_int8": ("t2_int8.tflite", "tflite", "TFLite full-integer quantization (int8 weights and activations, "
+                    "float32 input/output and softmax), calibrated on training sequences"),
+    "tflite_int8_stripped": ("t2_int8_stripped.tflite", "tflite", "tflite_int8 without nonessential FlatBuffer "
+                             "strings and shapes (tensor names, metadata, shape signatures of inner tensors)"),
+    "tflite_int8_pt_stripped": ("t2_int8_pt_stripped.tflite", "tflite", "full-integer quantization with per-tensor "
+                                "(not per-channel) weight scales, stripped as tflite_int8_stripped"),
+    "clustered": ("t2_clustered.h5", "keras", f"{N_CLUSTERS} weight clusters per layer, fine-tuned, stripped (HDF5)"),
+    "clustered_tflite": ("t2_clustered.tflite", "tflite", "clustered, then TFLite dynamic-range quantization"),
+    "pruned": ("t2_pruned.h5", "keras", f"magnitude pruning to {SPARSITY:.0%} sparsity, fine-tuned, stripped (HDF5)"),
+    "pruned_tflite": ("t2_pruned.tflite", "tflite", "pruned, then TFLite dynamic-range quantization"),
+    "clustered_pruned": ("t2_clustered_pruned.h5", "keras", f"pruned to {SPARSITY:.0%}, then sparsity-preserving "
+                         f"clustering ({N_CLUSTERS} clusters), fine-tuned, stripped (HDF5)"),
+    "clustered_pruned_tflite": ("t2_clustered_pruned.tflite", "tflite",
+                                "clustered+pruned, then TFLite dynamic-range quantization"),
+}
+TFMOT_VARIANTS = ("clustered", "pruned", "clustered_pruned")
+
+
+def load_data(float_dir=FLOAT_DIR, max_objects=None):
+    """(train, val, test) Examples rebuilt from the recipe the float model was trained with."""
+    from fink_t2.model.datasets import build_datasets
+
+    recipe = json.loads((Path(float_dir) / "float_model.json").read_text())
+    _, data = build_datasets(recipe["data_dir"], max_objects if max_objects else recipe["max_objects"],
+                             recipe["snpcc_objects"], recipe["max_truncations"], tuple(recipe["fractions"]),
+                             recipe["seed"])
+    return data["train"], data["val"], data["test"]
+
+
+def _converter_from_keras(model):
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_keras_model(model)
+
+
+def strip_flatbuffer(model_bytes: bytes) -> bytes:
+    """The same TFLite model without what the interpreter does not need to run it.
+
+    Drops tensor names, the converter's metadata (``min_runtime_version``, ``CONVERSION_METADATA``) and
+    the shape signatures of inner tensors; the subgraph inputs/outputs keep theirs (LiteRT's
+    ``CompiledModel`` needs them to resize the batch) and the signature def is kept (the GPU path
+    reads it). Outputs are bit-identical (checked by :func:`compress`).
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
+    model.metadata = None
+    model.metadataBuffer = None
+    model.description = None
+    for subgraph in model.subgraphs:
+        keep = set(subgraph.inputs) | set(subgraph.outputs)
+        for index, tensor in enumerate(subgraph.tensors):
+            tensor.name = None
+            if index not in keep:
+                tensor.shapeSignature = None
+    # tensors without constant data all share the empty buffer 0 instead of one empty buffer each
+    def empty(buffer):
+        return (buffer.data is None or len(buffer.data) == 0) and not getattr(buffer, "offset", 0)
+
+    used = sorted({t.buffer for sg in model.subgraphs for t in sg.tensors if not empty(model.buffers[t.buffer])})
+    remap = {old: new for new, old in enumerate([0, *[b for b in used if b != 0]])}
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            tensor.buffer = remap.get(tensor.buffer, 0)
+    model.buffers = [model.buffers[old] for old in sorted(remap, key=remap.get)]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def tflite_bytes(model_or_dir, mode: str, representative=None, per_channel=True, float_ops=("SOFTMAX",)) -> bytes:
+    """TFLite FlatBuffer of a Keras model or SavedModel folder; mode float | dynamic | int8.
+
+    ``int8``: full-integer quantization calibrated on ``representative``, except the ops in ``float_ops``
+    (TFLite's selective quantization): the final softmax stays float so that the probabilities are not
+    rounded to multiples of 1/256 and sum to 1.
+    """
+    import tensorflow as tf
+
+    if isinstance(model_or_dir, (str, Path)):
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(model_or_dir))
+    else:
+        converter = _converter_from_keras(model_or_dir)
+    if mode in ("dynamic", "int8"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "int8":
+        sample = np.asarray(representative, dtype=np.float32)
+
+        def gen():
+            for i in range(len(sample)):
+                yield [sample[i : i + 1]]
+
+        converter.representative_dataset = gen
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+        if not per_channel:
+            converter._experimental_disable_per_channel = True  # noqa: SLF001 - the converter's only switch for it
+        if float_ops:
+            debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=converter, debug_dataset=gen,
+                debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(float_ops)))
+            return debugger.get_nondebug_quantized_model()
+    return converter.convert()
+
+
+def _run_tflite(model_bytes: bytes, values: np.ndarray) -> np.ndarray:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model_bytes)
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.resize_tensor_input(inp["index"], list(values.shape))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], np.ascontiguousarray(values, dtype=np.float32))
+    interpreter.invoke()
+    return interpreter.get_tensor(out["index"]).copy()
+
+
+def _wrap_layers(model, wrap):
+    """Clone ``model`` with ``wrap(layer)`` on its Conv1D, Dense and MultiHeadAttention layers."""
+    from fink_t2.model.architecture import keras
+
+    supported = (keras.layers.Conv1D, keras.layers.Dense, keras.layers.MultiHeadAttention)
+    return keras.models.clone_model(model, clone_function=lambda layer: wrap(layer) if isinstance(layer, supported)
+                                    else layer)
+
+
+def _canonical(model):
+    """A fresh t2 model holding ``model``'s weights, matched by variable name.
+
+    ``strip_clustering`` rebuilds MultiHeadAttention with its variables in another order, which HDF5
+    (order-based) cannot load back; copying into a freshly built t2 gives the usual order.
+    """
+    from fink_t2.model.architecture import build_model
+
+    fresh = build_model(int(model.output_shape[-1]))
+    for layer in fresh.layers:
+        if not layer.weights:
+            continue
+        source = {w.name.split("/", 1)[-1]: w for w in model.get_layer(layer.name).weights}
+        layer.set_weights([source[w.name.split("/", 1)[-1]].numpy() for w in layer.weights])
+    return fresh
+
+
+def _fine_tune(model, train, val, epochs, extra_callbacks=(), batch_size=256, learning_rate=5e-4):
+    from fink_t2.model.architecture import keras
+    from fink_t2.model.train import class_weights
+
+    recipe_power = float(os.environ.get("FINK_T2_CLASS_WEIGHT_POWER", "1"))
+    weights = class_weights(train.label, power=recipe_power)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy")
+    model.fit(train.values, train.label, sample_weight=weights[train.label], epochs=epochs, batch_size=batch_size,
+              validation_data=(val.values, val.label, weights[val.label]), callbacks=list(extra_callbacks),
+              shuffle=True, verbose=0)
+    return model
+
+
+def make_tfmot_variant(name: str, float_dir=FLOAT_DIR, out_dir=OUT_DIR, epochs=3, max_objects=None, seed=42) -> None:
+    """Build one tfmot variant (run in its own process by :func:`compress`)."""
+    import tensorflow_model_optimization as tfmot
+
+    from fink_t2.model.architecture import keras
+    from fink_t2.model.train import set_seeds
+
+    set_seeds(seed)
+    recipe = json.loads((Path(float_dir) / "float_model.json").read_text())
+    os.environ["FINK_T2_CLASS_WEIGHT_POWER"] = str(recipe.get("class_weight_power", 1.0))
+    train, val, _ = load_data(float_dir, max_objects)
+    base = keras.models.load_model(Path(float_dir) / "t2.h5")
+    cluster = tfmot.clustering.keras
+    sparsity = tfmot.sparsity.keras
+    if name in ("pruned", "clustered_pruned"):
+        steps = int(np.ceil(len(train) / 256)) * epochs
+        schedule = sparsity.PolynomialDecay(0.0, SPARSITY, begin_step=0, end_step=max(1, steps * 2 // 3), frequency=10)
+        pruned = _wrap_layers(base, lambda layer: sparsity.prune_low_magnitude(layer, pruning_schedule=schedule))
+        _fine_tune(pruned, train, val, epochs, [sparsity.UpdatePruningStep()])
+        base = sparsity.strip_pruning(pruned)
+    if name in ("clustered", "clustered_pruned"):
+        clustered = _wrap_layers(base, lambda layer: cluster.cluster_weights(
+            layer, number_of_clusters=N_CLUSTERS, cluster_centroids_init=cluster.CentroidInitialization.KMEANS_PLUS_PLUS,
+            preserve_sparsity=(name == "clustered_pruned")))
+        _fine_tune(clustered, train, val, epochs, learning_rate=2e-4)
+        base = cluster.strip_clustering(clustered)
+    base = _canonical(base)
+    out_dir = Path(out_dir)
+    base.save(out_dir / VARIANTS[name][0], include_optimizer=False)
+    (out_dir / VARIANTS[f"{name}_tflite"][0]).write_bytes(tflite_bytes(base, "dynamic"))
+
+
+def compress(float_dir=FLOAT_DIR, out_dir=OUT_DIR, epochs=3, max_objects=None, seed=42, progress=True) -> dict:
+    """Write every variant of ``VARIANTS`` under ``out_dir``; return {variant: path or error}."""
+    float_dir, out_dir = Path(float_dir), Path(out_dir)
+    if not (float_dir / "float_model.json").is_file():
+        raise FileNotFoundError(f"{float_dir}: no float model; run fink-t2 train (it keeps it in {FLOAT_DIR})")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    shutil.copytree(float_dir / "t2_savedmodel", out_dir / VARIANTS["savedmodel"][0])
+    shutil.copy(float_dir / "t2.keras", out_dir / VARIANTS["keras"][0])
+    shutil.copy(float_dir / "t2.h5", out_dir / VARIANTS["h5"][0])
+    train, _, _ = load_data(float_dir, max_objects)
+    rng = np.random.default_rng(seed)
+    representative = train.values[rng.choice(len(train), min(REPRESENTATIVE_SIZE, len(train)), replace=False)]
+    for mode in ("float", "dynamic", "int8"):
+        (out_dir / VARIANTS[f"tflite_{mode}"][0]).write_bytes(
+            tflite_bytes(float_dir / "t2_savedmodel", mode, representative))
+    int8 = (out_dir / VARIANTS["tflite_int8"][0]).read_bytes()
+    stripped = strip_flatbuffer(int8)
+    check = train.values[:64]
+    if not np.array_equal(_run_tflite(int8, check), _run_tflite(stripped, check)):
+        raise RuntimeError("stripping the FlatBuffer changed the model's outputs")
+    (out_dir / VARIANTS["tflite_int8_stripped"][0]).write_bytes(stripped)
+    (out_dir / VARIANTS["tflite_int8_pt_stripped"][0]).write_bytes(strip_flatbuffer(
+        tflite_bytes(float_dir / "t2_savedmodel", "int8", representative, per_channel=False)))
+    status = {}
+    for name in TFMOT_VARIANTS:  # one process each
+        cmd = [sys.executable, "-m", "fink_t2.model.compress", "--variant", name, "--float-dir", str(float_dir),
+               "--out-dir", str(out_dir), "--epochs", str(epochs), "--seed", str(seed)]
+        if max_objects:
+            cmd += ["--max-objects", str(max_objects)]
+        if progress:
+            print(f"fink-t2 compress: {name} ...", file=sys.stderr)
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        status[name] = "ok" if run.returncode == 0 else f"failed: {run.stderr.strip().splitlines()[-1][:300]}"
+    written = {name: str(out_dir / file) for name, (file, _, _) in VARIANTS.items() if (out_dir / file).exists()}
+    manifest = {"float_dir": str(float_dir), "out_dir": str(out_dir), "fine_tune_epochs": epochs,
+                "n_clusters": N_CLUSTERS, "sparsity": SPARSITY, "representative_examples": len(representative),
+                "max_objects": max_objects, "tfmot_status": status, "variants": written,
+                "descriptions": {name: desc for name, (_, _, desc) in VARIANTS.items()}}
+    (out_dir / "variants.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def ship(variant: str, out_dir=OUT_DIR, float_dir=FLOAT_DIR, model_dir="fink_t2/data", command=None,
+         max_objects=None) -> dict:
+    """Write ``variant`` (a .tflite of ``out_dir``) as ``model_dir/t2.tflite`` with its contract; update the metrics."""
+    from fink_t2.contract import attach_contract, make_contract
+    from fink_t2.model.datasets import CLASS_NAMES
+    from fink_t2.model.train import METRICS_NAME, MODEL_NAME, _evaluate, predict_tflite
+
+    file, kind, description = VARIANTS[variant]
+    if kind != "tflite":
+        raise ValueError(f"only a .tflite variant can be shipped, not {variant}")
+    model_dir = Path(model_dir)
+    metrics_path = model_dir / METRICS_NAME
+    train_metrics = Path(float_dir) / METRICS_NAME  # what fink-t2 train measured for this float model
+    if not train_metrics.is_file():
+        raise FileNotFoundError(f"{train_metrics}: no training metrics beside the float model; run fink-t2 train")
+    metrics = json.loads(train_metrics.read_text())
+    metrics["test_dynamic_range_tflite_from_train"] = {k: {m: v[m] for m in ("log_loss", "accuracy", "macro_f1")}
+                                                       for k, v in metrics.pop("test").items()}
+    old = model_dir / MODEL_NAME
+    training = {k: metrics["training"].get(k) for k in ("epochs_run", "best_epoch", "class_weight_power")}
+    contract = make_contract(CLASS_NAMES, training={**training, "command": metrics.get("command")})
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    compression = {"variant": variant, "description": description, "command": command, "created": created}
+    contract.update(created=created, compression=compression)
+    raw = (Path(out_dir) / file).read_bytes()
+    old.write_bytes(attach_contract(raw, contract))
+    _, _, test = load_data(float_dir, max_objects)
+    metrics["test"] = _evaluate(predict_tflite(old, test.values), test)
+    metrics["evaluated_on"] = f"BTS test objects (never trained on), {variant} .tflite via ai_edge_litert"
+    metrics["compression"] = compression
+    metrics["command"] = f"{metrics.get('command', 'fink-t2 train')} && {command}"
+    saved = sum(p.stat().st_size for p in (Path(float_dir) / "t2_savedmodel").rglob("*") if p.is_file())
+    metrics["model_size"] = {**metrics.get("model_size", {}), "tflite_bytes": old.stat().st_size,
+                             "tflite_without_contract_bytes": len(raw), "float_savedmodel_dir_bytes": saved,
+                             "savedmodel_over_tflite": round(saved / len(raw), 2), "quantization": description}
+    metrics_path.write_text(json.dumps(metrics, indent=1) + "\n")
+    return {"shipped": str(old), "variant": variant, "bytes": old.stat().st_size,
+            "test_full_curves": {k: metrics["test"]["full_curves"][k] for k in ("log_loss", "accuracy", "macro_f1")}}
+
+
+def main(argv=None) -> dict:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--float-dir", default=FLOAT_DIR, help="float model kept by fink-t2 train")
+    parser.add_argument("--out-dir", default=OUT_DIR)
+    parser.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs of the tfmot variants")
+    parser.add_argument("--max-objects", type=int, default=None, help="cap objects per source (quick runs)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--ship", default=None, choices=[n for n, v in VARIANTS.items() if v[1] == "tflite"],
+                        help="write this variant as the shipped model fink_t2/data/t2.tflite and update its metrics")
+    parser.add_argument("--model-dir", default="fink_t2/data", help="where --ship writes t2.tflite")
+    parser.add_argument("--variant", default=None, help=argparse.SUPPRESS)  # worker: one tfmot variant
+    args = parser.parse_args(argv)
+    if args.variant:
+        make_tfmot_variant(args.variant, args.float_dir, args.out_dir, args.epochs, args.max_objects, args.seed)
+        return {"variant": args.variant}
+    result = compress(args.float_dir, args.out_dir, args.epochs, args.max_objects, args.seed)
+    if args.ship:
+        result["ship"] = ship(args.ship, args.out_dir, args.float_dir, args.model_dir,
+                              command=shlex.join(["fink-t2", "compress", *argv]), max_objects=args.max_objects)
+    return result
+
+
+if __name__ == "__main__":
+    out = main()
+    if "variant" not in out:
+        print(json.dumps(out, indent=1))
