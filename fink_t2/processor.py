@@ -45,17 +45,18 @@ from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import FloatType, MapType, StringType, StructField, StructType
 
 from fink_t2.inference import load_model
-from fink_t2.sequences import build_sequences
+from fink_t2.sequences import Sequences, build_sequences
 
 #: UDF input columns, in order, as they appear in a Fink DataFrame
 T2_COLUMNS = ("cjd", "cfid", "cmagpsf", "csigmapsf", "roid", "cdsxmatch", "candidate.jdstarthist")
 #: class names of the shipped model (the model file is the authority: see fink_t2.contract)
 CLASS_NAMES = ("SN Ia", "SN II", "SN Ibc", "Other")
-#: cuts, in the order they are checked (the first failure is the reported status)
-MIN_DETECTIONS = 2  # g or r detections usable by the model
-MAX_DAYS_SINCE_FIRST_DETECTION = 90.0  # current jd − jdstarthist, days
+#: cuts, in the order they are checked (the first failure is the reported status):
+#: the cheap ones on alert columns first, then those that need the light curve
 ASTEROID_ROID = 3  # Fink roid value for a known solar-system object
 EXTRAGALACTIC_XMATCH = frozenset(return_list_of_eg_host())
+MAX_DAYS_SINCE_FIRST_DETECTION = 90.0  # current jd − jdstarthist, days
+MIN_DETECTIONS = 2  # g or r detections at distinct epochs usable by the model
 #: value of every class for an alert rejected by the cuts
 REJECTED = -1.0
 
@@ -79,10 +80,10 @@ def cut_status(n_detections, roid, cdsxmatch, jd_current, jdstarthist) -> np.nda
     with np.errstate(invalid="ignore"):  # inf - inf: NaN, which fails the age cut
         age = np.asarray(jd_current, dtype=np.float64) - np.asarray(jdstarthist, dtype=np.float64)
     checks = [  # later checks overwrite earlier ones: list them from last to first
+        (np.asarray(n_detections) < MIN_DETECTIONS, STATUS_FEW_DETECTIONS),
         (~(age <= MAX_DAYS_SINCE_FIRST_DETECTION), STATUS_TOO_OLD),  # NaN age fails too
         (~pd.Series(cdsxmatch).isin(EXTRAGALACTIC_XMATCH).to_numpy(), STATUS_GALACTIC),
         (pd.Series(roid).fillna(0).astype(int).to_numpy() == ASTEROID_ROID, STATUS_ASTEROID),
-        (np.asarray(n_detections) < MIN_DETECTIONS, STATUS_FEW_DETECTIONS),
     ]
     for failed, name in checks:
         status[failed] = name
@@ -95,18 +96,45 @@ def sequences_and_status(cjd, cfid, cmagpsf, roid, cdsxmatch, jdstarthist):
     Never raises on bad values: the detection cut counts distinct epochs (a duplicated
     detection counts once), an alert with detections beyond the 100-day window is
     ``too_old``, and an alert whose ``c*`` arrays differ in length is ``malformed_history``.
+    Sequences are built only for alerts that pass the cheap cuts (asteroid, cross-match,
+    age); the others get empty sequences, which the model never sees.
     """
     lengths = [np.fromiter((0 if a is None else len(a) for a in col), np.int64, len(col)) for col in (cjd, cfid, cmagpsf)]
     malformed = (lengths[0] != lengths[1]) | (lengths[0] != lengths[2])
-    if malformed.any():  # blank them so that one bad row cannot fail the whole batch
-        cjd, cfid, cmagpsf = ([None if bad else a for a, bad in zip(col, malformed)] for col in (cjd, cfid, cmagpsf))
-    seq = build_sequences(cjd, cfid, cmagpsf)
-    jd_current = np.fromiter((a[-1] if a is not None and len(a) else np.nan for a in cjd), float, len(cjd))
+    n = len(malformed)
+    jd_current = np.fromiter((a[-1] if a is not None and len(a) else np.nan for a in cjd), float, n)
+    jdstarthist = pd.to_numeric(pd.Series(jdstarthist), errors="coerce").to_numpy(dtype=np.float64)
+    # cheap cuts first: on a real night most alerts stop here, before any sequence is built
+    status = cut_status(np.full(n, MIN_DETECTIONS), roid, cdsxmatch, jd_current, jdstarthist)
+    status[malformed] = STATUS_MALFORMED  # blanked: one bad row cannot fail the whole batch
+    todo = np.flatnonzero(status == STATUS_OK)
+    sub = build_sequences(*(_rows(col, todo) for col in (cjd, cfid, cmagpsf)))
     # detections beyond the window: the light curve is older than the model sees, whatever jdstarthist says
-    jdstarthist = np.where(seq.n_beyond_window > 0, -np.inf, pd.to_numeric(pd.Series(jdstarthist), errors="coerce"))
-    status = cut_status(seq.n_epochs, roid, cdsxmatch, jd_current, jdstarthist)
-    status[malformed] = STATUS_MALFORMED
-    return seq, status
+    status[todo] = np.where(
+        sub.n_beyond_window > 0, STATUS_TOO_OLD, np.where(sub.n_epochs < MIN_DETECTIONS, STATUS_FEW_DETECTIONS, STATUS_OK)
+    )
+    return _scatter(sub, todo, n), status
+
+
+def _rows(column, index):
+    """Rows ``index`` (positions) of a pandas Series or a sequence of per-alert arrays."""
+    if isinstance(column, pd.Series):
+        return column.iloc[index].to_numpy()
+    return [column[i] for i in index]
+
+
+def _scatter(sub: Sequences, rows: np.ndarray, n: int) -> Sequences:
+    """Sequences of ``n`` alerts holding ``sub`` at ``rows`` and empty sequences elsewhere."""
+    out = Sequences(
+        values=np.zeros((n, *sub.values.shape[1:]), np.float32),
+        mask=np.zeros((n, *sub.mask.shape[1:]), bool),
+        n_detections=np.zeros(n, np.int64),
+        n_epochs=np.zeros(n, np.int64),
+        n_beyond_window=np.zeros(n, np.int64),
+    )
+    for name in ("values", "mask", "n_detections", "n_epochs", "n_beyond_window"):
+        getattr(out, name)[rows] = getattr(sub, name)
+    return out
 
 
 def classify(cjd, cfid, cmagpsf, csigmapsf, roid, cdsxmatch, jdstarthist, model_path=None):

@@ -209,8 +209,8 @@ def test_null_or_nan_magpsf_in_history_is_an_upper_limit(ok_alerts, missing):
     np.testing.assert_allclose(p1.to_numpy(), p2.to_numpy(), atol=1e-6)
 
 
-def test_all_magnitudes_null_is_too_few_detections(alerts):
-    df = _map_rows(alerts.head(20), "cmagpsf", lambda m: np.full(len(m), np.nan))
+def test_all_magnitudes_null_is_too_few_detections(ok_alerts):
+    df = _map_rows(ok_alerts, "cmagpsf", lambda m: np.full(len(m), np.nan))
     proba, status = _classify(df)
     assert (status == STATUS_FEW_DETECTIONS).all() and (proba.to_numpy() == REJECTED).all()
 
@@ -231,6 +231,8 @@ def test_null_or_empty_prv_candidates_is_a_single_detection(history):
     records = [dict(r, prv_candidates=history) for r in list(iter_alerts(SAMPLE_NIGHT))[:10]]
     df = records_to_table(records).to_pandas()
     assert all(len(a) == 1 for a in df.cjd)
+    # pass the cuts checked before the light curve (cross-match, asteroid, age): only the history is at fault
+    df["cdsxmatch"], df["roid"], df["jdstarthist"] = "Unknown", 0, [a[-1] for a in df.cjd]
     proba, status = _classify(df)
     assert (status == STATUS_FEW_DETECTIONS).all() and (proba.to_numpy() == REJECTED).all()
 
@@ -363,7 +365,8 @@ def test_udfs_on_a_batch_where_no_alert_passes_the_cuts(spark):
     df = load_alerts(spark, SAMPLE_NIGHT).withColumn("cdsxmatch", F.lit("Star"))
     rows = with_t2(df).select("t2", "t2_status", "t2_class").collect()
     assert len(rows) == 124
-    assert {r.t2_status for r in rows} == {STATUS_GALACTIC, STATUS_FEW_DETECTIONS}  # the first cut failed is reported
+    # the first cut failed is reported: the known asteroid of the night, then the cross-match for all others
+    assert {r.t2_status for r in rows} == {STATUS_ASTEROID, STATUS_GALACTIC}
     assert all(set(r.t2.values()) == {REJECTED} and r.t2_class is None for r in rows)
 
 

@@ -50,8 +50,14 @@ def test_replay_nightly_tarball(spark, shared_data, tmp_path):
             tar.add(path, arcname=path.name)
     summary = replay(str(tarball), str(tmp_path / "out"))
     assert summary["alerts_in_output"] == _output(spark, tmp_path / "out").candid.nunique() == 50
-    # first detections only (history = upper limits): every alert is rejected by the ≥2 detections cut
-    assert summary["rejected_by_cuts"] == {"too_few_detections": 50}
+    # first detections only (history = upper limits): every alert is rejected, those first seen more
+    # than 90 days ago by the age cut (checked before the light curve), the others by the ≥2 detections cut
+    from fink_t2.alerts import iter_alerts
+
+    candidates = [a["candidate"] for a in iter_alerts(str(tarball))]
+    old = sum(c["jd"] - c["jdstarthist"] > 90 for c in candidates)
+    assert 0 < old < 50
+    assert summary["rejected_by_cuts"] == {"too_few_detections": 50 - old, "too_old": old}
 
 
 def test_cli_replay_prints_a_summary(sample_night, tmp_path):
