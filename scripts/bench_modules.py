@@ -157,6 +157,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--chart", default=None, help="PNG bar chart of alerts/s/core per module")
     parser.add_argument("--modules", default="t2,t2+status,nalerthist,roid",
                         help="comma-separated: t2, t2+status, " + ", ".join(FINK_MODULES))
+    parser.add_argument("--local2", action="store_true",
+                        help="also time t2 (all pass, largest volume) under local[1] and local[2] sessions")
     parser.add_argument("--no-micro", action="store_true", help="modules only (e.g. in the SuperNNova venv)")
     parser.add_argument("--sizes", default=None, help="comma-separated volumes (default 1000,10000,100000)")
     args = parser.parse_args(argv)
@@ -194,6 +196,10 @@ def main(argv=None) -> dict:
     if not args.no_micro:
         micro_benchmarks(result["micro"], spark, alerts, passing, int(largest), args.quick, repeats)
 
+    if args.local2:
+        spark.stop()
+        result["local_1_vs_2"] = {f"local[{k}]": parallel_rate(k, int(largest), repeats) for k in (1, 2)}
+
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=1))
     if args.chart:
@@ -220,6 +226,18 @@ def micro_benchmarks(micro: dict, spark, alerts, passing, n: int, quick: bool, r
     spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
     micro["arrow_max_records_per_batch_all_pass"] = arrow
     micro["python_worker_peak_rss_mb_all_pass"] = worker_peak_memory_mb(passing)
+
+
+def parallel_rate(cores: int, n: int, repeats: int) -> dict:
+    """t2 on ``n`` all-pass alerts in a fresh ``local[cores]`` session split in ``cores`` partitions."""
+    spark = get_spark(f"local[{cores}]", app_name=f"fink-t2-bench-local{cores}")
+    base = load_alerts(spark, SAMPLE_NIGHT).drop("source_file").cache()
+    passing = replicate(all_pass(base), n).repartition(cores).cache()
+    passing.count()
+    row = module_rate(passing, "t2", n, repeats)
+    spark.stop()
+    return {"alerts_per_second": row["alerts_per_second_per_core"],
+            "alerts_per_second_per_core": round(row["alerts_per_second_per_core"] / cores, 1)}
 
 
 def bar_chart(modules: dict, path: str) -> None:
