@@ -7,7 +7,7 @@ keeps its input shape between calls and is resized only when the chunk size
 changes; inputs are cut in chunks of ``MAX_CHUNK`` alerts (the last one
 zero-padded, so the interpreter is never resized between Arrow batches).
 Small chunks win on CPU: the attention tensor holds batch × heads × 100 × 100
-floats, and per-alert cost measured here rose 2.4× from 4 to 1024 alerts per
+floats, and per-alert cost measured here rose 2.2× from 4 to 1024 alerts per
 call as it left the cache (scripts/bench_modules.py, docs/performance.md);
 they also bound the worker's memory.
 
@@ -64,6 +64,14 @@ _CACHE_LOCK = threading.Lock()
 LOAD_COUNT = {"n": 0}
 
 
+def _check_io(path: str, contract: dict, input_shape, n_outputs: int) -> None:
+    """Refuse a model whose input shape or number of outputs disagrees with its own contract."""
+    if tuple(input_shape[1:]) != (contract["sequence_length"], len(contract["bands"])):
+        raise ModelContractError(f"{path}: input shape {input_shape} does not match its contract")
+    if n_outputs != len(contract["class_names"]):
+        raise ModelContractError(f"{path}: {n_outputs} outputs but {len(contract['class_names'])} class names")
+
+
 class T2Model:
     """A LiteRT interpreter for one t2 model file plus the file's contract."""
 
@@ -81,11 +89,7 @@ class T2Model:
             raise ModelContractError(f"{self.path}: LiteRT cannot load this model ({err})") from None
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
-        n_out = int(self._output["shape"][-1])
-        if tuple(self._input["shape"][1:]) != (self.contract["sequence_length"], len(self.contract["bands"])):
-            raise ModelContractError(f"{self.path}: input shape {self._input['shape']} does not match its contract")
-        if n_out != len(self.class_names):
-            raise ModelContractError(f"{self.path}: {n_out} outputs but {len(self.class_names)} class names")
+        _check_io(self.path, self.contract, self._input["shape"], int(self._output["shape"][-1]))
         self._batch = None
         self._lock = threading.Lock()
 
@@ -143,10 +147,7 @@ class T2GpuModel:
             raise ModelContractError(f"{self.path}: expected one input and one output, found {io_names}")
         shape = self._model.get_input_tensor_details(key)[io_names["inputs"][0]]["shape"]
         n_out = int(self._model.get_output_tensor_details(key)[io_names["outputs"][0]]["shape"][-1])
-        if tuple(shape[1:]) != (self.contract["sequence_length"], len(self.contract["bands"])):
-            raise ModelContractError(f"{self.path}: input shape {shape} does not match its contract")
-        if n_out != len(self.class_names):
-            raise ModelContractError(f"{self.path}: {n_out} outputs but {len(self.class_names)} class names")
+        _check_io(self.path, self.contract, shape, n_out)
         self._item_shape = [int(d) for d in shape[1:]]
         self.fully_accelerated = self._model.is_fully_accelerated()
         self._batch = None
