@@ -6,26 +6,32 @@ parquet, with the columns of ``../shared/data/ztf_bts/lightcurves.csv.gz``::
     objectId, mjd, band (g / r; other bands are ignored), mag, magerr
 
 (``magerr`` is not used by t2; a ``fid`` column with ZTF filter ids 1/2 may replace ``band``; a null
-``mag`` is a non-detection and is dropped, as in the alert stream).
+``mag`` is a non-detection). Each ``objectId`` is classified as the alert the stream would see at its
+latest row: the detections of the 30 days before it, through the same cuts and preprocessing
+(:func:`fink_t2.classifier.classify_alerts`). Optional columns carry what an alert's header knows
+(the value on the object's latest row is used):
 
-Output: one row per object (sorted by ``objectId``): ``objectId``, ``n_detections`` (g/r detections in
-the model's 100-day window), one probability column per class of the model's contract, and ``class``
-(the most probable one). Objects with fewer than ``MIN_EPOCHS`` distinct detection epochs in g/r get
-every probability ``-1`` and an empty ``class`` — the same cut as the alert stream's
-``too_few_detections``.
+* ``isdiffpos`` (``t``/``f``): a negative-difference detection is dropped, as in the stream;
+* ``jdstarthist`` (JD of the first detection) and ``ndethist``; without them the object's first row
+  stands in for the first detection and its number of detections for ``ndethist``;
+* ``roid`` and ``cdsxmatch``; without them no asteroid or cross-match cut applies.
 
-The whole table is turned into sequences by ONE call to :func:`fink_t2.sequences.build_sequences`
-(objects grouped with numpy, no per-object loop) and classified in batches by the LiteRT model of
-:func:`fink_t2.inference.load_model`.
+So a table of alert views (one ``objectId`` per alert, its 30-day history with the header columns)
+is classified exactly as the stream classifies those alerts.
+
+Output: one row per object (sorted by ``objectId``): ``objectId``, ``n_detections`` (g/r detections
+in the alert's window), one probability column per class of the model's contract, ``class`` (the
+most probable one) and ``t2_status``. A rejected object (``t2_status`` not ``ok``: e.g. fewer than
+2 detection epochs in its window, or older than 90 days) gets every probability −1 and an empty ``class``.
 
 >>> import pandas as pd
 >>> lc = pd.DataFrame({"objectId": ["a", "a", "a", "b"], "mjd": [59000.1, 59001.2, 59003.0, 59000.0],
 ...                    "band": ["g", "r", "g", "r"], "mag": [19.0, 18.9, 18.5, 19.0], "magerr": 0.1})
 >>> out = classify_lightcurves(lc)
 >>> out.columns.tolist()
-['objectId', 'n_detections', 'SN Ia', 'SN II', 'SN Ibc', 'Other', 'class']
->>> out["n_detections"].tolist(), float(out.loc[1, "SN Ia"]), out.loc[1, "class"]
-([3, 1], -1.0, '')
+['objectId', 'n_detections', 'SN Ia', 'SN II', 'SN Ibc', 'Other', 'class', 't2_status']
+>>> out["n_detections"].tolist(), float(out.loc[1, "SN Ia"]), out.loc[1, "class"], out.loc[1, "t2_status"]
+([3, 1], -1.0, '', 'too_few_detections')
 >>> bool(abs(out.iloc[0, 2:6].sum() - 1) < 1e-3) and out.loc[0, "class"] != ""
 True
 """
@@ -37,10 +43,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fink_t2.classifier import classify_alerts
+from fink_t2.cuts import STATUS_OK
 from fink_t2.sequences import BANDS, build_sequences
 
-#: distinct g/r detection epochs an object needs to be classified (the stream's MIN_DETECTIONS cut)
-MIN_EPOCHS = 2
 MJD_TO_JD = 2400000.5
 REQUIRED_COLUMNS = ("objectId", "mjd", "mag")
 _BAND_TO_FID = {name: fid for name, fid in BANDS}
@@ -72,44 +78,59 @@ def _fid(table: pd.DataFrame) -> np.ndarray:
     return pd.to_numeric(table["fid"], errors="coerce").fillna(0).to_numpy(np.int64)
 
 
-def classify_lightcurves(table: pd.DataFrame, model=None, model_path: str | None = None) -> pd.DataFrame:
-    """One row per object: objectId, n_detections, a probability per class, class (see module doc)."""
+def _numbers(table: pd.DataFrame, column: str) -> np.ndarray:
+    return pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64)
+
+
+def classify_lightcurves(table: pd.DataFrame, model=None, model_ref=None) -> pd.DataFrame:
+    """One row per object: objectId, n_detections, a probability per class, class, t2_status (see module doc)."""
     if model is None:
         from fink_t2.inference import load_model
+        from fink_t2.model_ref import ModelRef
 
-        model = load_model(model_path)
+        model = load_model(model_ref or ModelRef.resolve())
     names = list(model.class_names)
+    jd = _numbers(table, "mjd") + MJD_TO_JD
     ids, code = np.unique(table["objectId"].astype(str).to_numpy(), return_inverse=True)
-    order = np.argsort(code, kind="stable")
+    order = np.lexsort((jd, code))  # by object, then time: an object's last row is its alert
     offsets = np.zeros(len(ids) + 1, dtype=np.int64)
     np.cumsum(np.bincount(code, minlength=len(ids)), out=offsets[1:])
-    jd = pd.to_numeric(table["mjd"], errors="coerce").to_numpy(np.float64)[order] + MJD_TO_JD
-    mag = pd.to_numeric(table["mag"], errors="coerce").to_numpy(np.float64)[order]
-    seq = build_sequences(jd, _fid(table)[order].astype(np.float64), mag, offsets)
-
-    ok = seq.n_epochs >= MIN_EPOCHS
-    proba = np.full((len(ids), len(names)), -1.0, dtype=np.float32)
-    if ok.any():
-        proba[ok] = model.predict(seq.values[ok])
+    sorted_table = table.iloc[order]
+    jd, fid, mag = jd[order], _fid(table)[order].astype(np.float64), _numbers(table, "mag")[order]
+    first, last = offsets[:-1], offsets[1:] - 1
+    isdiffpos = sorted_table["isdiffpos"].to_numpy(dtype=object) if "isdiffpos" in table.columns else None
+    header = {name: (sorted_table[name].to_numpy(dtype=object)[last] if name in table.columns else None)
+              for name in ("jdstarthist", "ndethist", "roid", "cdsxmatch")}
+    jdstarthist = _numbers(sorted_table, "jdstarthist")[last] if header["jdstarthist"] is not None else jd[first]
+    detected = np.isfinite(mag).astype(np.int64)
+    ndethist = (_numbers(sorted_table, "ndethist")[last] if header["ndethist"] is not None
+                else np.add.reduceat(detected, first) if len(first) else np.zeros(0))
+    roid = header["roid"] if header["roid"] is not None else np.zeros(len(ids))
+    xmatch = header["cdsxmatch"] if header["cdsxmatch"] is not None else np.full(len(ids), "Unknown", dtype=object)
+    proba, status = classify_alerts(jd, fid, mag, isdiffpos, offsets, jd[last], jdstarthist, ndethist, roid, xmatch,
+                                    model)
+    seq = build_sequences(jd, fid, mag, isdiffpos, jd[last], jdstarthist, ndethist, offsets=offsets)
+    ok = status == STATUS_OK
     label = np.full(len(ids), "", dtype=object)
     label[ok] = np.asarray(names, dtype=object)[proba[ok].argmax(axis=1)]
     out = pd.DataFrame({"objectId": ids, "n_detections": seq.n_detections})
     for i, name in enumerate(names):
         out[name] = proba[:, i]
     out["class"] = label
+    out["t2_status"] = status
     return out
 
 
-def classify_file(path, output, model_path: str | None = None) -> dict:
+def classify_file(path, output, model_ref=None) -> dict:
     """Classify the light curves in ``path``, write ``output`` (CSV, or parquet if it ends in .parquet)."""
-    out = classify_lightcurves(read_lightcurves(path), model_path=model_path)
+    out = classify_lightcurves(read_lightcurves(path), model_ref=model_ref)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix == ".parquet":
         out.to_parquet(output, index=False)
     else:
         out.to_csv(output, index=False)
-    classified = out["class"] != ""
+    classified = out["t2_status"] == STATUS_OK
     return {"output": str(output), "objects": int(len(out)), "classified": int(classified.sum()),
-            "too_few_detections": int((~classified).sum()),
+            "rejected_by_cuts": {k: int(v) for k, v in out.loc[~classified, "t2_status"].value_counts().items()},
             "per_class": {k: int(v) for k, v in out.loc[classified, "class"].value_counts().items()}}

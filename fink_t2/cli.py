@@ -13,8 +13,6 @@ import sys
 def _replay(args) -> int:
     from fink_t2.stream import replay
 
-    if args.model:  # the workers' default too ($FINK_T2_MODEL), before any Spark session exists
-        os.environ["FINK_T2_MODEL"] = os.path.abspath(args.model)
     # replay checks the input, the model and the output folder before Spark starts or anything is written
     summary = replay(
         args.path, args.output, master=args.master, max_files_per_trigger=args.max_files_per_trigger, model=args.model
@@ -47,14 +45,15 @@ def _train(args) -> int:
     except ImportError as err:
         raise SystemExit(f"fink-t2 train needs the training extra: pip install 'fink-t2[train]' ({err})")
     metrics = train_main(args.train_args)
-    print(json.dumps({"model": metrics.get("model"), "test": metrics.get("test", {}).get("full_curves", {}).get("macro_f1")}))
+    print(json.dumps({"model": metrics.get("model"), "bytes": metrics["model_size"]["tflite_bytes"]}))
     return 0
 
 
 def _classify(args) -> int:
     from fink_t2.classify import classify_file
+    from fink_t2.model_ref import ModelRef
 
-    print(json.dumps(classify_file(args.lightcurves, args.output, model_path=args.model), indent=2))
+    print(json.dumps(classify_file(args.lightcurves, args.output, model_ref=ModelRef.resolve(args.model)), indent=2))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The contract a t2 model file carries: class names, input shape, band order, preprocessing.
+"""The contract a t2 model file carries: class names, input shape, channels, preprocessing.
 
 A ``.tflite`` FlatBuffer ignores bytes after its end, and TFLite's own
 "associated files" are a zip archive appended that way. fink-t2 does the
@@ -6,7 +6,7 @@ same: ``t2_contract.json`` lives in a zip appended to the model, readable with
 :mod:`zipfile` and invisible to the interpreter. The runtime refuses a model
 whose contract is missing or does not match this code's preprocessing.
 
->>> from fink_t2.inference import DEFAULT_MODEL_PATH
+>>> from fink_t2.model_ref import DEFAULT_MODEL_PATH
 >>> contract = read_contract(DEFAULT_MODEL_PATH)
 >>> contract["preprocessing_version"] == PREPROCESSING_VERSION
 True
@@ -21,26 +21,31 @@ import json
 import zipfile
 from pathlib import Path
 
-from fink_t2.sequences import BANDS, PREPROCESSING_VERSION, SEQUENCE_LENGTH
+from fink_t2.sequences import BANDS, CHANNELS, PREPROCESSING_VERSION, SEQUENCE_LENGTH, WINDOW_DAYS
 
 CONTRACT_NAME = "t2_contract.json"
-CONTRACT_FORMAT = 1
+CONTRACT_FORMAT = 2
 
 
 class ModelContractError(ValueError):
     """The file is not a t2 model this version of fink-t2 can run."""
 
 
-def make_contract(class_names, **extra) -> dict:
-    """Contract of a model trained with this code's preprocessing."""
+def _expected() -> dict:
+    """What this code's preprocessing produces: every model it runs must declare exactly this."""
     return {
         "format": CONTRACT_FORMAT,
-        "class_names": list(class_names),
         "sequence_length": SEQUENCE_LENGTH,
+        "channels": list(CHANNELS),
         "bands": [name for name, _ in BANDS],
+        "window_days": WINDOW_DAYS,
         "preprocessing_version": PREPROCESSING_VERSION,
-        **extra,
     }
+
+
+def make_contract(class_names, **extra) -> dict:
+    """Contract of a model trained with this code's preprocessing."""
+    return {**_expected(), "class_names": list(class_names), **extra}
 
 
 def attach_contract(model_bytes: bytes, contract: dict) -> bytes:
@@ -76,13 +81,7 @@ def read_contract(path) -> dict:
 
 def check_contract(contract: dict, path="model") -> None:
     """Refuse a contract this code does not understand."""
-    expected = {
-        "format": CONTRACT_FORMAT,
-        "sequence_length": SEQUENCE_LENGTH,
-        "bands": [name for name, _ in BANDS],
-        "preprocessing_version": PREPROCESSING_VERSION,
-    }
-    for key, value in expected.items():
+    for key, value in _expected().items():
         if contract.get(key) != value:
             raise ModelContractError(
                 f"{path}: model {key} is {contract.get(key)!r}, this fink-t2 needs {value!r}"
@@ -90,3 +89,15 @@ def check_contract(contract: dict, path="model") -> None:
     names = contract.get("class_names")
     if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
         raise ModelContractError(f"{path}: class_names must be distinct non-empty strings, got {names!r}")
+
+
+def check_io(path, contract: dict, input_shape, n_outputs: int) -> None:
+    """Refuse a model whose input shape or number of outputs disagrees with its own contract.
+
+    ``input_shape`` is the runtime's (batch first; the batch size itself is not checked).
+    """
+    if tuple(int(d) for d in input_shape[1:]) != (contract["sequence_length"], len(contract["channels"])):
+        raise ModelContractError(f"{path}: input shape {list(input_shape)} does not match its contract "
+                                 f"({contract['sequence_length']} nodes × {len(contract['channels'])} channels)")
+    if n_outputs != len(contract["class_names"]):
+        raise ModelContractError(f"{path}: {n_outputs} outputs but {len(contract['class_names'])} class names")

@@ -37,7 +37,7 @@ from pyspark.sql.pandas.types import from_arrow_schema
 
 from fink_t2.alerts.table import SCALAR_FIELDS
 from fink_t2.alerts import ALERT_SCHEMA, decode_avro_bytes, detect_format, read_fink_parquet, read_tarball, records_to_table
-from fink_t2.inference import DEFAULT_MODEL_PATH, T2Model
+from fink_t2.model_ref import ModelRef
 from fink_t2.processor import T2_COLUMNS, t2_result_udf
 
 _LOG = logging.getLogger(__name__)
@@ -205,12 +205,12 @@ def stage_tarball(path: str, staging_dir: str, alerts_per_chunk: int = ALERTS_PE
     return str(target)
 
 
-def with_t2(df: DataFrame, model_path: str | None = None) -> DataFrame:
+def with_t2(df: DataFrame, model: ModelRef | None = None) -> DataFrame:
     """Add ``t2`` (map), ``t2_status`` and ``t2_class`` to a Fink-layout DataFrame.
 
-    ``model_path``: run this model file (bound to the UDF) instead of $FINK_T2_MODEL or the shipped one.
+    ``model``: run this model (it travels with the UDF) instead of $FINK_T2_MODEL or the shipped one.
     """
-    result = t2_result_udf(model_path)(*T2_COLUMNS)
+    result = t2_result_udf(model)(*T2_COLUMNS)
     status = F.col("_t2.t2_status")
     if "ingest_error" in df.columns:  # rows standing for an undecodable file (see decode_file)
         status = F.when(F.col("ingest_error").isNotNull(), F.lit(STATUS_UNREADABLE)).otherwise(status)
@@ -231,15 +231,15 @@ def input_format(path: str) -> str:
     return detect_format(path)
 
 
-def check_model(model: str | None = None) -> str:
-    """Absolute path of the model a replay runs (``model``, $FINK_T2_MODEL or the shipped one), loaded once
-    on the driver so that a missing file, a file without a t2 contract or a contract that does not match
-    fails before Spark starts (ValueError / ModelContractError, FileNotFoundError)."""
-    model = os.path.abspath(model or os.environ.get("FINK_T2_MODEL") or DEFAULT_MODEL_PATH)
-    if not os.path.isfile(model):
-        raise FileNotFoundError(f"model {model} does not exist or is not a file")
-    T2Model(model)  # reads and checks the contract, the input shape and the number of outputs (no inference)
-    return model
+def check_model(model: str | None = None) -> ModelRef:
+    """The model a replay runs (``model``, $FINK_T2_MODEL or the shipped one), loaded once on the driver so
+    that a missing file, a file without a t2 contract or a contract that does not match fails before Spark
+    starts (ValueError / ModelContractError, FileNotFoundError)."""
+    from fink_t2.inference import T2Model
+
+    ref = ModelRef.resolve(model)
+    T2Model(ref.path)  # checks the input shape and the number of outputs against the contract (no inference)
+    return ref
 
 
 def _sha256(path: str) -> str:
@@ -363,20 +363,20 @@ def replay(
     output folder (see :func:`claim_output`) are checked; a problem raises ValueError or FileNotFoundError.
     """
     fmt = input_format(path)
-    model = check_model(model)
+    ref = check_model(model)
     output = os.path.abspath(output)
-    claim_output(output, path, model)
+    claim_output(output, path, ref.path)
     start = time.perf_counter()
     empty_files = _empty_files(path, fmt)
     if fmt == "tarball":
         path = stage_tarball(path, os.path.join(output, "_staging"))
-    spark = get_spark(master, **{"spark.executorEnv.FINK_T2_MODEL": model})
+    spark = get_spark(master)
     reader = spark.readStream
     if max_files_per_trigger:
         reader = reader.option("maxFilesPerTrigger", max_files_per_trigger)
     before = _count_output(spark, output)
     query = (
-        with_t2(_decoded_alerts(reader, path, fmt), model_path=model)
+        with_t2(_decoded_alerts(reader, path, fmt), model=ref)
         .writeStream.format("parquet")
         .option("path", output)
         .option("checkpointLocation", os.path.join(output, "_checkpoint"))

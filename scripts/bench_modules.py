@@ -41,6 +41,7 @@ from pyspark.sql import functions as F  # noqa: E402
 from fink_t2 import inference  # noqa: E402
 from fink_t2.alerts import decode_avro_bytes, iter_alert_tables  # noqa: E402
 from fink_t2.fink_modules import FINK_MODULES  # noqa: E402
+from fink_t2.model_ref import DEFAULT_MODEL_PATH  # noqa: E402
 from fink_t2.processor import T2_COLUMNS, t2  # noqa: E402
 from fink_t2.samples import SAMPLE_NIGHT, SHARED_DATA  # noqa: E402
 from fink_t2.sequences import build_sequences  # noqa: E402
@@ -76,10 +77,15 @@ def replicate(df, n_alerts: int):
 
 
 def all_pass(df):
-    """Alerts with ≥ 2 g/r detections, cut columns set so that every one reaches the classifier."""
+    """Alerts with ≥ 2 g/r detections, cut columns set so that every one reaches the classifier.
+
+    Every detection is made a positive difference (``cisdiffpos`` 't'): the sample night is mostly variable
+    stars, whose negative differences t2 would otherwise (rightly) not count.
+    """
     dets = F.size(F.filter(F.arrays_zip("cmagpsf", "cfid"), lambda p: p.cmagpsf.isNotNull() & p.cfid.isin(1, 2)))
     return (
         df.where(dets >= 2)
+        .withColumn("cisdiffpos", F.transform("cisdiffpos", lambda s: F.lit("t")))
         .withColumn("cdsxmatch", F.lit("Unknown"))
         .withColumn("roid", F.lit(0))
         .withColumn("candidate", F.col("candidate").withField("jdstarthist", F.array_min("cjd")))
@@ -111,22 +117,19 @@ def avro_decode_rate(repeats: int) -> dict:
 
 def sequence_rate(alerts: pd.DataFrame, n: int, repeats: int) -> dict:
     reps = -(-n // len(alerts))
-    cols = {c: list(alerts[c]) * reps for c in ("cjd", "cfid", "cmagpsf")}
-    return _rate(lambda: build_sequences(cols["cjd"][:n], cols["cfid"][:n], cols["cmagpsf"][:n]), n, repeats)
+    cols = {c: list(alerts[c]) * reps for c in ("cjd", "cfid", "cmagpsf", "cisdiffpos", "jdstarthist", "ndethist")}
+    now = [a[-1] for a in cols["cjd"][:n]]
+    return _rate(lambda: build_sequences(cols["cjd"][:n], cols["cfid"][:n], cols["cmagpsf"][:n], cols["cisdiffpos"][:n],
+                                         now, cols["jdstarthist"][:n], cols["ndethist"][:n]), n, repeats)
 
 
 def inference_sweep(model_path: str, sizes, repeats: int) -> dict:
     model = inference.T2Model(model_path)
     rng = np.random.default_rng(0)
     out = {}
-    saved = inference.MAX_CHUNK
-    try:
-        for size in sizes:
-            inference.MAX_CHUNK = size
-            x = rng.uniform(0, 1, (max(size, 2048 if size < 2048 else size), 100, 2)).astype(np.float32)
-            out[str(size)] = _rate(lambda: model.predict(x), len(x), repeats)
-    finally:
-        inference.MAX_CHUNK = saved
+    for size in sizes:
+        x = rng.uniform(0, 1, (max(size, 2048 if size < 2048 else size), *model.input_shape)).astype(np.float32)
+        out[str(size)] = _rate(lambda: model.predict(x, chunk_size=size), len(x), repeats)
     return out
 
 
@@ -138,13 +141,16 @@ def worker_peak_memory_mb(df) -> float:
     from pyspark.sql.functions import pandas_udf
 
     @pandas_udf("double")
-    def peak(cjd: pd.Series, cfid: pd.Series, cmagpsf: pd.Series, csigmapsf: pd.Series, roid: pd.Series,
-             cdsxmatch: pd.Series, jdstarthist: pd.Series) -> pd.Series:
+    def peak(cjd: pd.Series, cfid: pd.Series, cmagpsf: pd.Series, cisdiffpos: pd.Series, roid: pd.Series,
+             cdsxmatch: pd.Series, jdstarthist: pd.Series, ndethist: pd.Series) -> pd.Series:
         import resource
 
-        from fink_t2.processor import classify
+        from fink_t2.classifier import classify_columns
+        from fink_t2.gpu import model_for_task
+        from fink_t2.processor import DEFAULT_MODEL
 
-        classify(cjd, cfid, cmagpsf, csigmapsf, roid, cdsxmatch, jdstarthist)
+        classify_columns(cjd, cfid, cmagpsf, cisdiffpos, roid, cdsxmatch, jdstarthist, ndethist,
+                         model_for_task(DEFAULT_MODEL))
         return pd.Series([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0] * len(cjd))
 
     return float(df.select(peak(*T2_COLUMNS).alias("m")).toPandas()["m"].max())
@@ -211,7 +217,7 @@ def main(argv=None) -> dict:
 def micro_benchmarks(micro: dict, spark, alerts, passing, n: int, quick: bool, repeats: int) -> None:
     micro["avro_decode"] = avro_decode_rate(repeats)
     micro["sequence_building"] = sequence_rate(alerts, 10_000 if quick else 100_000, repeats)
-    model_path = inference.DEFAULT_MODEL_PATH
+    model_path = DEFAULT_MODEL_PATH
     micro["inference_batch_size"] = inference_sweep(
         model_path, [1, 4, 64, 1024] if quick else [1, 4, 16, 64, 256, 1024, 4096, 8192], repeats)
     micro["model_load_seconds"] = load_time(model_path, repeats)

@@ -6,9 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fink_t2.alerts import iter_alert_tables
 from fink_t2.classify import MJD_TO_JD, classify_lightcurves, read_lightcurves
 from fink_t2.cli import main
 from fink_t2.inference import load_model
+from fink_t2.model_ref import ModelRef
+from fink_t2.processor import T2_COLUMNS, t2_result_udf
 from fink_t2.samples import SHARED_DATA
 from fink_t2.sequences import build_sequences
 
@@ -27,31 +30,79 @@ def bts_subset():
     return pd.concat([table, extra]).sample(frac=1.0, random_state=0).reset_index(drop=True)
 
 
-def test_one_row_per_object_with_contract_classes(bts_subset):
-    model = load_model()
-    out = classify_lightcurves(bts_subset)
+@pytest.fixture(scope="module")
+def young_subset(bts_subset):
+    """The same objects cut to their first 20 days: alerts young enough to pass the age cut."""
+    start = bts_subset.groupby("objectId")["mjd"].transform("min")
+    return bts_subset[bts_subset["mjd"] <= start + 20].reset_index(drop=True)
+
+
+def test_one_row_per_object_with_contract_classes(young_subset):
+    model = load_model(ModelRef.resolve())
+    out = classify_lightcurves(young_subset)
     names = list(model.class_names)
-    assert out.columns.tolist() == ["objectId", "n_detections", *names, "class"]
-    assert out["objectId"].tolist() == sorted(bts_subset["objectId"].astype(str).unique())
+    assert out.columns.tolist() == ["objectId", "n_detections", *names, "class", "t2_status"]
+    assert out["objectId"].tolist() == sorted(young_subset["objectId"].astype(str).unique())
     rejected = out.set_index("objectId").loc[["ZTFsingle", "ZTFnone"]]
     assert (rejected[names] == -1).all().all() and (rejected["class"] == "").all()
+    assert (rejected["t2_status"] == "too_few_detections").all()
     ok = out[out["class"] != ""]
-    assert len(ok) == len(out) - 2
+    assert len(ok) > 0.8 * len(out) and (ok["t2_status"] == "ok").all()
     np.testing.assert_allclose(ok[names].sum(axis=1), 1.0, atol=1e-3)
     assert (ok["class"] == np.asarray(names)[ok[names].to_numpy().argmax(axis=1)]).all()
 
 
-def test_same_as_build_sequences_per_object(bts_subset):
-    """The vectorised grouping gives what one build_sequences call per object gives."""
-    model = load_model()
+def test_full_light_curves_are_old_alerts(bts_subset):
+    """A whole BTS curve is classified as the alert at its last point: too old when it spans over 90 days."""
     out = classify_lightcurves(bts_subset).set_index("objectId")
+    detected = bts_subset[bts_subset["mag"].notna() & bts_subset["band"].isin(["g", "r"])]
+    span = detected.groupby("objectId")["mjd"].agg(lambda m: m.max() - m.min())
+    last_row = bts_subset.groupby("objectId")["mjd"].max()
+    old = span[(span > 90) & (last_row.loc[span.index] == detected.groupby("objectId")["mjd"].max())].index
+    assert len(old) > 20 and (out.loc[old, "t2_status"] == "too_old").all()
+
+
+def test_same_as_build_sequences_per_object(young_subset):
+    """The vectorised grouping gives what one build_sequences call per object gives."""
+    model = load_model(ModelRef.resolve())
+    out = classify_lightcurves(young_subset).set_index("objectId")
     for object_id in out.index[out["class"] != ""][::15]:
-        obj = bts_subset[bts_subset["objectId"] == object_id]
-        seq = build_sequences([obj["mjd"].to_numpy() + MJD_TO_JD], [np.where(obj["band"] == "g", 1, 2)],
-                              [obj["mag"].to_numpy()])
+        obj = young_subset[young_subset["objectId"] == object_id]
+        jd = obj["mjd"].to_numpy() + MJD_TO_JD
+        seq = build_sequences([jd], [np.where(obj["band"] == "g", 1, 2)], [obj["mag"].to_numpy()],
+                              jd_now=[jd.max()], jdstarthist=[jd.min()], ndethist=[obj["mag"].notna().sum()])
         np.testing.assert_allclose(out.loc[object_id, list(model.class_names)].to_numpy(np.float32),
                                    model.predict(seq.values)[0], atol=1e-6)
         assert out.loc[object_id, "n_detections"] == seq.n_detections[0]
+
+
+def test_stream_and_classify_agree_on_real_alerts(spark, sample_night, shared_data):
+    """The same light curves, built from real alerts, through the Spark UDF and through fink-t2 classify."""
+    from fink_t2.stream import load_alerts
+
+    paths = [sample_night, str(shared_data / "ztf_alerts" / "multi_alert_avro_2019")]
+    for path in paths:
+        df = load_alerts(spark, path).withColumn("_t2", t2_result_udf()(*T2_COLUMNS))
+        streamed = df.select("candid", "_t2.*").toPandas().set_index("candid")
+        alerts = pd.concat([t.to_pandas() for t in iter_alert_tables(path)], ignore_index=True)
+        rows = []
+        for a in alerts.itertuples():
+            for jd, fid, mag, sign in zip(a.cjd, a.cfid, a.cmagpsf, a.cisdiffpos):
+                rows.append({"objectId": str(a.candid), "mjd": jd - MJD_TO_JD, "fid": fid, "mag": mag,
+                             "isdiffpos": sign, "jdstarthist": a.jdstarthist, "ndethist": a.ndethist,
+                             "roid": a.roid, "cdsxmatch": a.cdsxmatch})
+        table = pd.DataFrame(rows)
+        out = classify_lightcurves(table).set_index("objectId")
+        out.index = out.index.astype(np.int64)
+        out = out.loc[streamed.index]
+        assert (out["t2_status"] == streamed["t2_status"]).all()
+        ok = streamed["t2_status"] == "ok"
+        for candid in streamed.index[ok]:
+            expected = streamed.loc[candid, "t2"]
+            got = out.loc[candid, list(expected)]
+            np.testing.assert_allclose(got.to_numpy(np.float32), np.array(list(expected.values()), np.float32),
+                                       atol=1e-5)
+        assert (out.loc[~ok, list(streamed.iloc[0]["t2"])] == -1).all().all()
 
 
 def test_cli_csv_gz_and_parquet(bts_subset, tmp_path, capsys):
@@ -62,7 +113,7 @@ def test_cli_csv_gz_and_parquet(bts_subset, tmp_path, capsys):
     assert main(["classify", str(parquet_path), "--output", str(tmp_path / "b.csv")]) == 0
     a, b = pd.read_csv(tmp_path / "a.csv", keep_default_na=False), pd.read_csv(tmp_path / "b.csv", keep_default_na=False)
     pd.testing.assert_frame_equal(a, b)
-    assert len(a) == bts_subset["objectId"].nunique() and (a["class"] == "").sum() == 2
+    assert len(a) == bts_subset["objectId"].nunique() and (a["t2_status"] != "ok").sum() == (a["class"] == "").sum()
     assert main(["classify", str(tmp_path / "missing.csv"), "--output", str(tmp_path / "c.csv")]) == 2
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"objectId": ["a"], "mjd": [1.0]}).to_csv(bad, index=False)

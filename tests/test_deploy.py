@@ -19,15 +19,18 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 
-from fink_t2 import inference
-from fink_t2.inference import DEFAULT_MODEL_PATH, T2GpuModel, load_model
+from fink_t2 import gpu
+from fink_t2.contract import read_contract
+from fink_t2.gpu import T2GpuModel
+from fink_t2.inference import load_model
+from fink_t2.model_ref import DEFAULT_MODEL_PATH, ModelRef
 from fink_t2.samples import REPO_ROOT, SAMPLE_NIGHT
 
 SAMPLE_ALERTS = 124
 DOCKERFILES = ("Dockerfile", "Dockerfile.gpu")
 SPARK_HOME = Path(__import__("pyspark").__file__).parent  # the pip wheel's Spark distribution
 FALLBACK_LINE = re.compile(
-    r"fink-t2: GPU (?P<gpu>\S+) assigned to this task is not usable by LiteRT \((?P<why>.*)\); "
+    r"fink-t2: GPU (?P<gpu>\S+) assigned to this task is not usable \((?P<why>.*)\); "
     r"using the CPU interpreter \(pid (?P<pid>\d+)\)"
 )
 
@@ -153,40 +156,46 @@ def test_compiled_model_backend_matches_the_interpreter(monkeypatch):
     """T2GpuModel's buffers, padding and chunking, checked on LiteRT's CPU accelerator."""
     from ai_edge_litert.hardware_accelerator import HardwareAccelerator
 
-    monkeypatch.setattr(inference, "GPU_MAX_CHUNK", 64)
-    monkeypatch.setattr(inference, "GPU_BATCH_SIZES", (16, 64))
-    compiled = T2GpuModel(DEFAULT_MODEL_PATH, accelerator=HardwareAccelerator.CPU)
-    assert compiled.class_names == load_model().class_names
+    monkeypatch.setattr(gpu, "GPU_MAX_CHUNK", 64)
+    monkeypatch.setattr(gpu, "GPU_BATCH_SIZES", (16, 64))
+    compiled = T2GpuModel(DEFAULT_MODEL_PATH, read_contract(DEFAULT_MODEL_PATH), accelerator=HardwareAccelerator.CPU)
+    cpu = load_model(ModelRef.resolve())
+    assert compiled.class_names == cpu.class_names
     rng = np.random.default_rng(1)
     for n in (0, 1, 16, 17, 150):  # empty, padded, exact, padded again, three chunks
-        x = rng.normal(size=(n, 100, 2)).astype(np.float32)
-        np.testing.assert_allclose(compiled.predict(x), load_model().predict(x), atol=1e-5)
+        x = rng.normal(size=(n, *cpu.input_shape)).astype(np.float32)
+        np.testing.assert_allclose(compiled.predict(x), cpu.predict(x), atol=1e-5)
 
 
 def test_gpu_probe_reports_why_and_keeps_litert_logs_off_stderr(monkeypatch, capfd):
-    monkeypatch.setattr(inference, "vulkan_loader_present", lambda: False)
-    model, reason = inference.try_gpu_model(DEFAULT_MODEL_PATH)
+    monkeypatch.setattr(gpu, "vulkan_loader_present", lambda: False)
+    model, reason = gpu.try_gpu_model(ModelRef.resolve())
     assert model is None and "libvulkan.so.1" in reason
-    monkeypatch.setattr(inference, "vulkan_loader_present", lambda: True)  # let LiteRT try its GPU accelerator
-    model, reason = inference.try_gpu_model(DEFAULT_MODEL_PATH)
+    monkeypatch.setattr(gpu, "vulkan_loader_present", lambda: True)  # let LiteRT try its GPU accelerator
+    model, reason = gpu.try_gpu_model(ModelRef.resolve())
     if model is None:  # this machine: LiteRT finds no GPU adapter
         assert reason.startswith("LiteRT GPU accelerator failed") and "adapter" in reason.lower(), reason
         assert "delegate_webgpu" not in capfd.readouterr().err  # LiteRT's C++ lines were captured
     else:  # a machine with a usable GPU
-        assert model.backend == "gpu" and model.class_names == load_model().class_names
+        assert model.backend == "gpu" and model.class_names == ModelRef.resolve().class_names
 
 
-def test_task_with_a_gpu_falls_back_once_per_worker(monkeypatch, caplog):
-    monkeypatch.setattr(inference, "_CACHE", dict(inference._CACHE))
-    monkeypatch.setattr(inference, "GPU_FALLBACK", {})
-    monkeypatch.setattr(inference, "try_gpu_model", lambda path: (None, "no adapter (test)"))
-    monkeypatch.setattr(inference, "task_gpu_addresses", lambda: ("3",))
-    with caplog.at_level(logging.WARNING, logger="fink_t2.inference"):
-        models = [load_model() for _ in range(3)]
+def test_task_with_a_gpu_falls_back_once_per_worker(monkeypatch, caplog, tmp_path):
+    from fink_t2.contract import attach_contract, strip_contract
+
+    own = tmp_path / "t2.tflite"  # a file of its own, so that no other test has cached it
+    own.write_bytes(attach_contract(strip_contract(DEFAULT_MODEL_PATH), {**read_contract(DEFAULT_MODEL_PATH),
+                                                                         "created": str(tmp_path)}))
+    ref = ModelRef.resolve(own)
+    monkeypatch.setattr(gpu, "GPU_FALLBACK", {})
+    monkeypatch.setattr(gpu, "try_gpu_model", lambda ref: (None, "no adapter (test)"))
+    monkeypatch.setattr(gpu, "task_gpu_addresses", lambda: ("3",))
+    with caplog.at_level(logging.WARNING, logger="fink_t2.gpu"):
+        models = [gpu.model_for_task(ref) for _ in range(3)]
     assert all(m is models[0] and m.backend == "cpu" for m in models)
     lines = [r.getMessage() for r in caplog.records if FALLBACK_LINE.search(r.getMessage())]
     assert len(lines) == 1 and FALLBACK_LINE.search(lines[0])["gpu"] == "3"
-    report = inference.backend_report()
+    report = gpu.backend_report(ref)
     assert report["gpu_addresses"] == ["3"] and report["gpu_fallback"] == "no adapter (test)"
 
 
@@ -195,11 +204,13 @@ def test_an_unseen_model_path_resolves_to_the_shipped_copy(monkeypatch, tmp_path
 
     shipped = tmp_path / "t2-shipped.tflite"
     shutil.copyfile(DEFAULT_MODEL_PATH, shipped)
+    ref = ModelRef.resolve(shipped)
+    moved = ModelRef("/driver/only/t2-shipped.tflite", ref.sha256, ref.contract)  # what an executor receives
     monkeypatch.setattr(pyspark.SparkFiles, "get", staticmethod(lambda name: str(tmp_path / name)))
-    assert inference.resolve_model_path("/driver/only/t2-shipped.tflite") == str(shipped)
-    assert inference.resolve_model_path("t2-shipped.tflite") == str(shipped)
-    assert inference.resolve_model_path(DEFAULT_MODEL_PATH) == DEFAULT_MODEL_PATH
-    assert inference.resolve_model_path("/driver/only/other.tflite") == "/driver/only/other.tflite"
+    assert moved.local_path() == str(shipped) and moved.verified_path() == str(shipped)
+    assert ModelRef.resolve().local_path() == DEFAULT_MODEL_PATH
+    with pytest.raises(FileNotFoundError, match="not readable here"):
+        ModelRef("/driver/only/other.tflite", ref.sha256, ref.contract).local_path()
 
 
 # --------------------------------------------------------------------------- local-cluster with a fake GPU
@@ -223,8 +234,9 @@ spark = builder.getOrCreate()
 
 @pandas_udf("string")
 def backend(ids: pd.Series) -> pd.Series:
-    from fink_t2.inference import backend_report
-    return pd.Series([json.dumps(backend_report())] * len(ids))
+    from fink_t2.gpu import backend_report
+    from fink_t2.model_ref import ModelRef
+    return pd.Series([json.dumps(backend_report(ModelRef.resolve()))] * len(ids))
 
 reports = [json.loads(r.b) for r in spark.range(0, 64, numPartitions=4).select(backend("id").alias("b")).collect()]
 
@@ -259,7 +271,7 @@ def test_local_cluster_gpu_task_sees_its_address_and_falls_back_to_cpu(tmp_path,
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
 
-    usable_here = inference.try_gpu_model(DEFAULT_MODEL_PATH)[0] is not None
+    usable_here = gpu.try_gpu_model(ModelRef.resolve())[0] is not None
     reports = result["reports"]
     assert len(reports) == 64 and all(r["gpu_addresses"] == ["0"] for r in reports)
     assert {r["backend"] for r in reports} == {"gpu" if usable_here else "cpu"}
@@ -273,17 +285,18 @@ def test_local_cluster_gpu_task_sees_its_address_and_falls_back_to_cpu(tmp_path,
         assert {r["pid"] for r in reports} <= set(pids)
 
     # the science module under GPU scheduling scores the sample night as the CPU path does in process
-    from fink_t2.processor import T2_COLUMNS, classify
+    from fink_t2.classifier import classify_columns
+    from fink_t2.processor import DEFAULT_MODEL, T2_COLUMNS
     from fink_t2.stream import load_alerts
 
     local = load_alerts(spark, SAMPLE_NIGHT).select("candid", *T2_COLUMNS).toPandas()
-    proba, status = classify(*(local[c.split(".")[-1]] for c in T2_COLUMNS))
+    proba, status = classify_columns(*(local[c.split(".")[-1]] for c in T2_COLUMNS), model=load_model(DEFAULT_MODEL))
     scores = result["scores"]
     assert len(scores) == SAMPLE_ALERTS
     for i, candid in enumerate(local.candid.astype(str)):
         remote_status, remote_t2 = scores[candid]
         assert remote_status == status[i]
-        np.testing.assert_allclose([remote_t2[c] for c in proba.columns], proba.iloc[i].to_numpy(), atol=1e-5)
+        np.testing.assert_allclose([remote_t2[c] for c in DEFAULT_MODEL.class_names], proba[i], atol=1e-5)
 
 
 # --------------------------------------------------------------------------- standalone cluster + spark-submit

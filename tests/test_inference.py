@@ -1,40 +1,52 @@
-"""LiteRT runner: the model file's contract, batching, one load per process."""
+"""The one TFLite runner: the model file's contract, batching, one load per process, the model reference."""
 
 import json
 
 import numpy as np
 import pytest
 
-from fink_t2 import inference
 from fink_t2.contract import ModelContractError, attach_contract, read_contract, strip_contract
-from fink_t2.inference import DEFAULT_MODEL_PATH, MAX_CHUNK, T2Model, load_model
-from fink_t2.sequences import PREPROCESSING_VERSION
+from fink_t2.inference import MAX_CHUNK, T2Model, load_model, loaded_models
+from fink_t2.model_ref import DEFAULT_MODEL_PATH, ModelRef
+from fink_t2.sequences import CHANNELS, PREPROCESSING_VERSION, SEQUENCE_LENGTH
 
 
 def test_shipped_model_carries_its_contract():
     contract = read_contract(DEFAULT_MODEL_PATH)
     assert contract["preprocessing_version"] == PREPROCESSING_VERSION
-    assert contract["bands"] == ["g", "r"] and contract["sequence_length"] == 100
-    assert len(contract["class_names"]) == len(load_model().class_names)
+    assert contract["channels"] == list(CHANNELS) and contract["sequence_length"] == SEQUENCE_LENGTH
+    assert len(contract["class_names"]) == len(load_model(ModelRef.resolve()).class_names)
 
 
-def test_load_model_is_cached_per_path():
-    before = inference.LOAD_COUNT["n"]
-    first = load_model()
-    assert load_model(DEFAULT_MODEL_PATH) is first
-    assert inference.LOAD_COUNT["n"] - before <= 1
+def test_load_model_is_cached_per_file():
+    ref = ModelRef.resolve()
+    first = load_model(ref)
+    loads = len(loaded_models())
+    assert load_model(ModelRef.resolve(DEFAULT_MODEL_PATH)) is first
+    assert len(loaded_models()) == loads
+    assert sum(entry["key"] == (ref.sha256, "cpu") for entry in loaded_models()) == 1
 
 
 def test_batched_predictions_match_one_by_one_across_chunks():
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 1, size=(MAX_CHUNK + 7, 100, 2)).astype(np.float32)
-    model = load_model()
+    model = load_model(ModelRef.resolve())
+    x = np.random.default_rng(0).uniform(0, 1, size=(MAX_CHUNK + 7, *model.input_shape)).astype(np.float32)
     batched = model.predict(x)
     assert batched.shape == (len(x), len(model.class_names))
     np.testing.assert_allclose(batched.sum(axis=1), 1.0, atol=1e-3)
     singles = np.concatenate([model.predict(x[i : i + 1]) for i in (0, MAX_CHUNK, MAX_CHUNK + 6)])
     np.testing.assert_allclose(singles, batched[[0, MAX_CHUNK, MAX_CHUNK + 6]], atol=1e-4)
-    assert model.predict(np.zeros((0, 100, 2), np.float32)).shape == (0, len(model.class_names))
+    np.testing.assert_allclose(model.predict(x, chunk_size=len(x)), batched, atol=1e-4)
+    assert model.predict(np.zeros((0, *model.input_shape), np.float32)).shape == (0, len(model.class_names))
+
+
+def test_runner_from_bytes_is_the_runner_from_the_file():
+    contract = read_contract(DEFAULT_MODEL_PATH)
+    from_file = T2Model(DEFAULT_MODEL_PATH)
+    from_bytes = T2Model(content=strip_contract(DEFAULT_MODEL_PATH), contract=contract)
+    x = np.random.default_rng(1).uniform(0, 1, size=(9, *from_file.input_shape)).astype(np.float32)
+    np.testing.assert_array_equal(from_file.predict(x), from_bytes.predict(x))
+    with pytest.raises(ValueError, match="not both"):
+        T2Model(DEFAULT_MODEL_PATH, content=b"x", contract=contract)
 
 
 def test_a_file_without_contract_is_refused(tmp_path):
@@ -46,13 +58,19 @@ def test_a_file_without_contract_is_refused(tmp_path):
     junk.write_bytes(b"not a model at all")
     with pytest.raises(ModelContractError):
         T2Model(str(junk))
+    with pytest.raises(ModelContractError):
+        ModelRef.resolve(junk)
+    with pytest.raises(FileNotFoundError):
+        ModelRef.resolve(tmp_path / "missing.tflite")
 
 
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"preprocessing_version": "t2-gp-v0"}, "preprocessing_version"),
+        ({"preprocessing_version": "t2-grid-1d-peak-v1"}, "preprocessing_version"),
         ({"bands": ["r", "g"]}, "bands"),
+        ({"channels": ["flux_g", "flux_r"]}, "channels"),
+        ({"format": 1}, "format"),
         ({"class_names": ["SN Ia", "SN Ia", "x", "y"]}, "class_names"),
         ({"class_names": ["SN Ia", "SN II"]}, "outputs"),
     ],
@@ -64,3 +82,15 @@ def test_a_mismatched_contract_is_refused(tmp_path, change, message):
     with pytest.raises(ModelContractError, match=message):
         T2Model(str(path))
     assert json.loads(json.dumps(contract))  # the contract itself is plain JSON
+
+
+def test_a_changed_file_is_refused_by_the_reference(tmp_path):
+    """The workers run the file the driver checked: same name, other bytes, refused."""
+    path = tmp_path / "t2.tflite"
+    path.write_bytes(open(DEFAULT_MODEL_PATH, "rb").read())
+    ref = ModelRef.resolve(path)
+    assert ref.verified_path() == str(path)
+    contract = read_contract(path)
+    path.write_bytes(attach_contract(strip_contract(DEFAULT_MODEL_PATH), {**contract, "created": "another"}))
+    with pytest.raises(ModelContractError, match="sha256"):
+        ref.verified_path()

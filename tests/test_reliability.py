@@ -28,12 +28,12 @@ from pyspark.sql.types import FloatType, MapType, StringType, StructField, Struc
 
 from fink_t2.alerts import iter_alert_tables, iter_alerts, read_tarball, records_to_table
 from fink_t2.contract import attach_contract, read_contract, strip_contract
-from fink_t2.inference import DEFAULT_MODEL_PATH
-from fink_t2.processor import (
+from fink_t2.classifier import classify_columns
+from fink_t2.cuts import (
     ASTEROID_ROID,
     EXTRAGALACTIC_XMATCH,
-    MAX_DAYS_SINCE_FIRST_DETECTION,
-    MIN_DETECTIONS,
+    MAX_AGE_DAYS,
+    MIN_EPOCHS,
     REJECTED,
     STATUS_ASTEROID,
     STATUS_FEW_DETECTIONS,
@@ -41,26 +41,33 @@ from fink_t2.processor import (
     STATUS_MALFORMED,
     STATUS_OK,
     STATUS_TOO_OLD,
-    classify,
-    maxclass,
-    sequences_and_status,
-    t2,
-    t2_status,
 )
+from fink_t2.inference import load_model
+from fink_t2.model_ref import DEFAULT_MODEL_PATH
+from fink_t2.processor import DEFAULT_MODEL, maxclass, t2, t2_status
 from fink_t2.samples import SAMPLE_NIGHT, SHARED_DATA
+from fink_t2.sequences import build_sequences
 from fink_t2.stream import RUN_MARKER, UNREADABLE_DIR, decode_file, load_alerts, replay, stage_tarball, with_t2
 
 AVRO_NIGHT = Path(SHARED_DATA) / "ztf_alerts" / "night_20200101_avro"
 STATUSES = {STATUS_OK, STATUS_FEW_DETECTIONS, STATUS_ASTEROID, STATUS_GALACTIC, STATUS_TOO_OLD, STATUS_MALFORMED}
-COLUMNS = ("cjd", "cfid", "cmagpsf", "csigmapsf", "roid", "cdsxmatch", "jdstarthist")
+COLUMNS = ("cjd", "cfid", "cmagpsf", "cisdiffpos", "roid", "cdsxmatch", "jdstarthist", "ndethist")
+HISTORY = ("cjd", "cfid", "cmagpsf", "cisdiffpos")
 
 
 def _classify(df):
-    return classify(*(df[c] for c in COLUMNS))
+    proba, status = classify_columns(*(df[c] for c in COLUMNS), model=load_model(DEFAULT_MODEL))
+    return pd.DataFrame(proba, columns=list(DEFAULT_MODEL.class_names)), status
 
 
 def _sequences_and_status(df):
-    return sequences_and_status(df.cjd, df.cfid, df.cmagpsf, df.roid, df.cdsxmatch, df.jdstarthist)
+    """The model input the core builds for each alert (as classify_columns does) and the status."""
+    _, status = classify_columns(*(df[c] for c in COLUMNS), model=None)
+    now = [np.nan if a is None or len(a) == 0 else a[-1] for a in df.cjd]
+    seq = build_sequences(*(df[c] for c in HISTORY), jd_now=now,
+                          jdstarthist=pd.to_numeric(df.jdstarthist, errors="coerce"),
+                          ndethist=pd.to_numeric(df.ndethist, errors="coerce"))
+    return seq, status
 
 
 def _assert_contract(proba, status):
@@ -100,14 +107,14 @@ SPECIAL = [np.nan, np.inf, -np.inf, None, 0.0, -1.0, 1e300, -1e300]
 _jd = st.one_of(st.floats(2458000.0, 2458200.0), st.floats(2458000.0, 2458200.0), st.sampled_from(SPECIAL))
 _fid = st.one_of(st.sampled_from([1, 2]), st.sampled_from([1, 2, 3, 0, -1, None]))
 _mag = st.one_of(st.floats(14.0, 22.0), st.floats(14.0, 22.0), st.sampled_from(SPECIAL + [99.0, -5.0, 4.0, 31.0]))
-_sigma = st.one_of(st.floats(0.01, 0.5), st.sampled_from([0.0, -0.1, -99.0, np.nan, None, np.inf]))
+_sign = st.one_of(st.just("t"), st.sampled_from(["t", "f", "1", "0", None, ""]))
 
 
 @st.composite
 def light_curve(draw):
     """One alert's columns: arrays of one length (or null), in any order, with nulls and absurd values."""
     n = draw(st.integers(0, 10))
-    jd, fid, mag, sigma = (draw(st.lists(s, min_size=n, max_size=n)) for s in (_jd, _fid, _mag, _sigma))
+    jd, fid, mag, sign = (draw(st.lists(s, min_size=n, max_size=n)) for s in (_jd, _fid, _mag, _sign))
     kind = draw(st.sampled_from(["numpy", "list", "object"]))
 
     def wrap(values, dtype):
@@ -126,18 +133,19 @@ def light_curve(draw):
         "cjd": wrap(jd, np.float64),
         "cfid": wrap(fid, np.float64),
         "cmagpsf": wrap(mag, np.float64),
-        "csigmapsf": wrap(sigma, np.float64),
+        "cisdiffpos": np.array(sign, dtype=object),
         "roid": draw(st.sampled_from([0, 0, 1, 2, ASTEROID_ROID])),
         "cdsxmatch": draw(st.sampled_from(["Unknown", "Unknown", "Star", "SN", "galaxy", "", None])),
         "jdstarthist": jdstarthist,
+        "ndethist": draw(st.sampled_from([np.nan, 0, 1, 5, 500])),
     }
     if n == 0 and draw(st.booleans()):  # a null history, as Spark gives a null array
-        row.update(cjd=None, cfid=None, cmagpsf=None, csigmapsf=None)
+        row.update(cjd=None, cfid=None, cmagpsf=None, cisdiffpos=None)
     return row
 
 
 def _frame(rows):
-    dtypes = {"roid": float, "jdstarthist": float}  # as Spark's Arrow batches give them (int with nulls: float)
+    dtypes = {"roid": float, "jdstarthist": float, "ndethist": float}  # as Spark's Arrow batches give them (int with nulls: float)
     return pd.DataFrame({c: pd.Series([r[c] for r in rows], dtype=dtypes.get(c, object)) for c in COLUMNS})
 
 
@@ -150,13 +158,14 @@ def test_any_values_give_scores_or_a_reason_never_an_error(rows):
     _assert_contract(proba, status)
     seq, status2 = _sequences_and_status(df)
     assert list(status2) == list(status) == list(t2_status.func(*(df[c] for c in COLUMNS)))
-    assert np.isfinite(seq.values).all() and seq.values.min(initial=0) >= 0 and seq.values.max(initial=0) <= 1 + 1e-6
+    assert np.isfinite(seq.values).all()
+    assert seq.values[..., :2].min(initial=0) >= 0 and seq.values[..., :2].max(initial=0) <= 1 + 1e-6
     for i, row in enumerate(rows):
         if status[i] != STATUS_OK:
             continue
-        # what "ok" promises: enough distinct epochs, all inside the window, recent, not an asteroid, extragalactic
-        assert seq.n_epochs[i] >= MIN_DETECTIONS and seq.n_beyond_window[i] == 0
-        assert row["cjd"][-1] - row["jdstarthist"] <= MAX_DAYS_SINCE_FIRST_DETECTION
+        # what "ok" promises: enough distinct epochs in the window, recent, not an asteroid, extragalactic
+        assert seq.n_epochs[i] >= MIN_EPOCHS and seq.age_days[i] <= MAX_AGE_DAYS
+        assert row["cjd"][-1] - row["jdstarthist"] <= MAX_AGE_DAYS
         assert row["roid"] != ASTEROID_ROID and row["cdsxmatch"] in EXTRAGALACTIC_XMATCH
         # one alert never changes another's result: alone it gets the same answer as in the batch
         alone, alone_status = _classify(df.iloc[[i]].reset_index(drop=True))
@@ -176,7 +185,7 @@ def test_history_order_does_not_matter(rows, rnd):
         order = list(range(len(df.cjd[i]) - 1))
         rnd.shuffle(order)
         order.append(len(df.cjd[i]) - 1)
-        for c in ("cjd", "cfid", "cmagpsf", "csigmapsf"):
+        for c in HISTORY:
             shuffled.at[i, c] = np.asarray(df[c][i], dtype=object)[order]
     proba, status = _classify(df)
     proba2, status2 = _classify(shuffled)
@@ -201,7 +210,7 @@ def test_null_or_nan_magpsf_in_history_is_an_upper_limit(ok_alerts, missing):
     masked = df.copy()
     masked["cmagpsf"] = [np.where(np.arange(len(m)) == k, missing, m).astype(object) for m, k in zip(df.cmagpsf, first_det)]
     dropped = df.copy()
-    for c in ("cjd", "cfid", "cmagpsf", "csigmapsf"):
+    for c in HISTORY:
         dropped[c] = [np.delete(a, k) for a, k in zip(df[c], first_det)]
     p1, s1 = _classify(masked)
     p2, s2 = _classify(dropped)
@@ -213,17 +222,6 @@ def test_all_magnitudes_null_is_too_few_detections(ok_alerts):
     df = _map_rows(ok_alerts, "cmagpsf", lambda m: np.full(len(m), np.nan))
     proba, status = _classify(df)
     assert (status == STATUS_FEW_DETECTIONS).all() and (proba.to_numpy() == REJECTED).all()
-
-
-@pytest.mark.parametrize("sigma", [np.nan, None, 0.0, -1.0, 1e30])
-def test_bad_sigmapsf_does_not_change_anything(ok_alerts, sigma):
-    """sigmapsf is not used by the preprocessing: null, zero, negative or absurd errors change nothing."""
-    base, base_status = _classify(ok_alerts)
-    df = ok_alerts.copy()
-    df["csigmapsf"] = [np.full(len(s), sigma, dtype=object) for s in df.csigmapsf]
-    proba, status = _classify(df)
-    assert list(status) == list(base_status)
-    np.testing.assert_array_equal(proba.to_numpy(), base.to_numpy())
 
 
 @pytest.mark.parametrize("history", [None, []])
@@ -242,7 +240,7 @@ def test_unsorted_history_of_real_alerts(ok_alerts):
     shuffled = ok_alerts.copy()
     for i in range(len(shuffled)):
         order = np.r_[rng.permutation(len(shuffled.cjd[i]) - 1), len(shuffled.cjd[i]) - 1]
-        for c in ("cjd", "cfid", "cmagpsf", "csigmapsf"):
+        for c in HISTORY:
             shuffled.at[i, c] = shuffled[c][i][order]
     p1, s1 = _classify(ok_alerts)
     p2, s2 = _classify(shuffled)
@@ -253,7 +251,7 @@ def test_unsorted_history_of_real_alerts(ok_alerts):
 def test_duplicate_jd_counts_once(ok_alerts, alerts):
     """Every point given twice: same sequence, same scores; one detection given twice is still one epoch."""
     doubled = ok_alerts.copy()
-    for c in ("cjd", "cfid", "cmagpsf", "csigmapsf"):
+    for c in HISTORY:
         doubled[c] = [np.concatenate([a, a]) for a in ok_alerts[c]]
     p1, s1 = _classify(ok_alerts)
     p2, s2 = _classify(doubled)
@@ -261,8 +259,8 @@ def test_duplicate_jd_counts_once(ok_alerts, alerts):
     np.testing.assert_allclose(p1.to_numpy(), p2.to_numpy(), atol=1e-6)
     # a single detection duplicated (same jd): still too few, not a 2-point light curve
     single = ok_alerts.copy()
-    for c in ("cjd", "cfid", "cmagpsf", "csigmapsf"):
-        single[c] = [np.r_[a[-1], a[-1]] for a in ok_alerts[c]]
+    for c in HISTORY:
+        single[c] = [np.array([a[-1], a[-1]], dtype=a.dtype) for a in ok_alerts[c]]
     _, status = _classify(single)
     assert (status == STATUS_FEW_DETECTIONS).all()
 
@@ -278,7 +276,7 @@ def test_one_band_only_is_classified_with_the_other_channel_empty(ok_alerts):
     seq, _ = _sequences_and_status(df)
     assert (status == STATUS_OK).all()
     _assert_contract(proba, status)
-    assert not seq.mask[:, :, 0].any() and (seq.values[:, :, 0] == 0).all() and seq.mask[:, :, 1].any(axis=1).all()
+    assert not seq.values[:, :, 2].any() and (seq.values[:, :, 0] == 0).all() and seq.values[:, :, 3].any(axis=1).all()
 
 
 @pytest.mark.parametrize("absurd", [99.0, -5.0, 0.0, 1e300, np.inf, -np.inf])
@@ -300,7 +298,7 @@ def test_only_absurd_magnitudes_is_too_few_detections(ok_alerts):
 
 
 def test_history_longer_than_the_window_is_too_old(ok_alerts):
-    """A detection 200 days before the others: rejected as too old even if jdstarthist says otherwise."""
+    """A detection 200 days before the others: the first detection is at least that old, whatever jdstarthist says."""
     df = ok_alerts.copy()
     k = [int(np.flatnonzero(np.isfinite(m))[0]) for m in df.cmagpsf]
     df["cjd"] = [np.where(np.arange(len(jd)) == i, jd[i] - 200.0, jd) for jd, i in zip(df.cjd, k)]
@@ -310,16 +308,30 @@ def test_history_longer_than_the_window_is_too_old(ok_alerts):
     assert (_classify(df)[1] == STATUS_TOO_OLD).all()
 
 
-@pytest.mark.parametrize("jd", [1e300, -1e300, 0.0])
-def test_absurd_jd_cannot_overflow_into_the_sequence(ok_alerts, jd):
-    """An absurd jd in the history used to overflow the int cast and land in node 0: now it is out of the window."""
+@pytest.mark.parametrize("jd", [-1e300, 0.0])
+def test_absurd_old_jd_makes_the_alert_too_old(ok_alerts, jd):
+    """An absurd jd in the history used to overflow the int cast and land in node 0: now it dates the alert."""
     k = [int(np.flatnonzero(np.isfinite(m))[0]) for m in ok_alerts.cmagpsf]
     df = ok_alerts.copy()
     df["cjd"] = [np.where(np.arange(len(a)) == i, jd, a) for a, i in zip(df.cjd, k)]
     proba, status = _classify(df)
     assert (status == STATUS_TOO_OLD).all() and (proba.to_numpy() == REJECTED).all()
     seq, _ = _sequences_and_status(df)
-    assert (seq.n_beyond_window >= 1).all()
+    assert (seq.age_days > MAX_AGE_DAYS).all() and np.isfinite(seq.values).all()
+
+
+def test_a_detection_after_the_alert_epoch_is_ignored(ok_alerts):
+    """A history point later than the alert itself (absurd jd 1e300) is not in what the alert saw."""
+    k = [int(np.flatnonzero(np.isfinite(m))[0]) for m in ok_alerts.cmagpsf]
+    df = ok_alerts.copy()
+    df["cjd"] = [np.where(np.arange(len(a)) == i, 1e300, a) for a, i in zip(df.cjd, k)]
+    dropped = ok_alerts.copy()
+    for c in HISTORY:
+        dropped[c] = [np.delete(a, i) for a, i in zip(ok_alerts[c], k)]
+    p1, s1 = _classify(df)
+    p2, s2 = _classify(dropped)
+    assert list(s1) == list(s2)
+    np.testing.assert_array_equal(p1.to_numpy(), p2.to_numpy())
 
 
 def test_missing_optional_fields_become_nulls_and_a_reason():
@@ -350,7 +362,8 @@ def test_arrays_of_different_lengths_are_malformed_and_do_not_fail_the_batch(ok_
 
 
 def test_udfs_on_an_empty_arrow_batch():
-    empty = [pd.Series([], dtype=object)] * 4 + [pd.Series([], dtype="int32"), pd.Series([], dtype=object), pd.Series([], dtype=float)]
+    empty = [pd.Series([], dtype=object)] * 4 + [pd.Series([], dtype="int32"), pd.Series([], dtype=object),
+                                                 pd.Series([], dtype=float), pd.Series([], dtype="int32")]
     scores, status = t2.func(*empty), t2_status.func(*empty)
     classes = maxclass.func(scores)
     assert len(scores) == len(status) == len(classes) == 0

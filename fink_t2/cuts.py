@@ -1,0 +1,82 @@
+"""Which alerts t2 classifies: Fink's cuts, their thresholds and the status vocabulary, in one place.
+
+The science module, ``fink-t2 classify``, the replay and the evaluation scripts all decide through
+:func:`cut_status` (via :func:`fink_t2.classifier.classify_alerts`), so the stream and the
+command line can never disagree on the same light curve.
+
+Cuts, in the order they are checked; an alert that fails several gets the status of the first:
+
+1. ``asteroid``: a known solar-system object (``roid == ASTEROID_ROID``);
+2. ``galactic_xmatch``: a cross-match (``cdsxmatch``) not compatible with an extragalactic host
+   (``fink_utils.xmatch.simbad.return_list_of_eg_host``);
+3. ``too_old``: more than ``MAX_AGE_DAYS`` since the first detection (``jd_now - jdstarthist``;
+   an unknown age fails too);
+4. ``too_few_detections``: fewer than ``MIN_EPOCHS`` distinct epochs of positive g/r detections in
+   the alert's 30-day window (what the model would see).
+
+A rejected alert gets ``REJECTED`` (−1) for every class: this module's documented value for "not
+classified" (Fink's modules differ: SuperNNova writes 0), with ``t2_status`` saying why.
+
+>>> cut_status([2, 1, 3, 5], [0, 0, 3, 0], ["Unknown", "galaxy", "SN", "Star"],
+...            [10.0, 10.0, 10.0, 10.0], [0.0, 0.0, 0.0, 0.0]).tolist()
+['ok', 'too_few_detections', 'asteroid', 'galactic_xmatch']
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from fink_utils.xmatch.simbad import return_list_of_eg_host
+
+#: Fink ``roid`` value of a known solar-system object
+ASTEROID_ROID = 3
+#: ``cdsxmatch`` values compatible with an extragalactic transient (``Unknown``: no counterpart)
+EXTRAGALACTIC_XMATCH = frozenset(return_list_of_eg_host())
+#: largest alert age (``jd_now - jdstarthist``, days) classified
+MAX_AGE_DAYS = 90.0
+#: fewest distinct epochs of positive g/r detections in the alert's window
+MIN_EPOCHS = 2
+#: value of every class for an alert rejected by the cuts
+REJECTED = -1.0
+
+STATUS_OK = "ok"
+STATUS_ASTEROID = "asteroid"
+STATUS_GALACTIC = "galactic_xmatch"
+STATUS_TOO_OLD = "too_old"
+STATUS_FEW_DETECTIONS = "too_few_detections"
+#: ``cjd``, ``cfid``, ``cmagpsf`` (and ``cisdiffpos``) of the alert differ in length: not a Fink light curve
+STATUS_MALFORMED = "malformed_history"
+#: a replayed input file that could not be decoded (one row stands for it)
+STATUS_UNREADABLE = "unreadable_file"
+#: every status, in the order the cuts are checked
+STATUSES = (STATUS_OK, STATUS_ASTEROID, STATUS_GALACTIC, STATUS_TOO_OLD, STATUS_FEW_DETECTIONS,
+            STATUS_MALFORMED, STATUS_UNREADABLE)
+
+
+def age_days(jd_now, jdstarthist) -> np.ndarray:
+    """Days since the first detection; NaN where either date is missing or not a number."""
+    now = pd.to_numeric(pd.Series(np.asarray(jd_now, dtype=object)), errors="coerce").to_numpy(np.float64)
+    start = pd.to_numeric(pd.Series(np.asarray(jdstarthist, dtype=object)), errors="coerce").to_numpy(np.float64)
+    with np.errstate(invalid="ignore"):  # inf - inf
+        return now - start
+
+
+def header_status(roid, cdsxmatch, jd_now, jdstarthist) -> np.ndarray:
+    """Status from the cuts that need no light curve (asteroid, cross-match, age): cheap, run first."""
+    return cut_status(np.full(len(np.asarray(jd_now)), MIN_EPOCHS), roid, cdsxmatch, jd_now, jdstarthist)
+
+
+def cut_status(n_epochs, roid, cdsxmatch, jd_now, jdstarthist) -> np.ndarray:
+    """Status of each alert: ``ok`` or the first cut it fails (see the module doc)."""
+    status = np.full(len(n_epochs), STATUS_OK, dtype=object)
+    age = age_days(jd_now, jdstarthist)
+    roid = pd.to_numeric(pd.Series(np.asarray(roid, dtype=object)), errors="coerce").fillna(0).to_numpy()
+    checks = [  # later checks overwrite earlier ones: listed from last to first
+        (np.asarray(n_epochs) < MIN_EPOCHS, STATUS_FEW_DETECTIONS),
+        (~(age <= MAX_AGE_DAYS), STATUS_TOO_OLD),  # NaN age fails too
+        (~pd.Series(np.asarray(cdsxmatch, dtype=object)).isin(EXTRAGALACTIC_XMATCH).to_numpy(), STATUS_GALACTIC),
+        (roid == ASTEROID_ROID, STATUS_ASTEROID),
+    ]
+    for failed, name in checks:
+        status[failed] = name
+    return status
