@@ -7,10 +7,15 @@ import tensorflow_model_optimization  # noqa: F401  (train extra: a missing inst
 import tf_keras  # noqa: F401
 
 from fink_t2.contract import attach_contract, make_contract  # noqa: E402
-from fink_t2.inference import T2GpuModel, T2Model  # noqa: E402
+from fink_t2.gpu import T2GpuModel  # noqa: E402
+from fink_t2.inference import T2Model  # noqa: E402
 from fink_t2.model.architecture import build_model  # noqa: E402
-from fink_t2.model.compress import _canonical, _run_tflite, strip_flatbuffer, tflite_bytes  # noqa: E402
+from fink_t2.model.compress import _canonical  # noqa: E402
 from fink_t2.model.datasets import CLASS_NAMES  # noqa: E402
+from fink_t2.model.export import strip_flatbuffer, tflite_bytes  # noqa: E402
+from fink_t2.sequences import CHANNELS, SEQUENCE_LENGTH  # noqa: E402
+
+SHAPE = (SEQUENCE_LENGTH, len(CHANNELS))
 
 
 @pytest.fixture(scope="module")
@@ -20,14 +25,18 @@ def saved_model(tmp_path_factory):
     return path
 
 
+def _run(model_bytes, x):
+    return T2Model(content=model_bytes, contract=make_contract(CLASS_NAMES)).predict(x, chunk_size=len(x))
+
+
 @pytest.mark.parametrize("per_channel", [True, False])
 def test_int8_stripped_is_smaller_and_identical(saved_model, tmp_path, per_channel):
-    x = np.random.default_rng(0).random((40, 100, 2)).astype(np.float32)
+    x = np.random.default_rng(0).random((40, *SHAPE)).astype(np.float32)
     int8 = tflite_bytes(saved_model, "int8", x, per_channel=per_channel)
     stripped = strip_flatbuffer(int8)
     assert len(stripped) < len(int8) - 4000
     assert len(stripped) < tflite_bytes(saved_model, "dynamic").__len__()
-    np.testing.assert_array_equal(_run_tflite(stripped, x), _run_tflite(int8, x))
+    np.testing.assert_array_equal(_run(stripped, x), _run(int8, x))
     path = tmp_path / "t2.tflite"
     path.write_bytes(attach_contract(stripped, make_contract(CLASS_NAMES)))
     cpu = T2Model(str(path))
@@ -36,12 +45,12 @@ def test_int8_stripped_is_smaller_and_identical(saved_model, tmp_path, per_chann
     np.testing.assert_array_equal(cpu.predict(x[:3]), proba[:3])  # batch resized down and up again
     from ai_edge_litert.hardware_accelerator import HardwareAccelerator
 
-    compiled = T2GpuModel(str(path), accelerator=HardwareAccelerator.CPU)  # needs the kept signature and I/O shapes
+    compiled = T2GpuModel(str(path), cpu.contract, accelerator=HardwareAccelerator.CPU)  # needs the kept signature
     np.testing.assert_allclose(compiled.predict(x), proba, atol=1e-6)
 
 
 def test_canonical_copies_weights_by_name():
     model = build_model(len(CLASS_NAMES))
     copy = _canonical(model)
-    x = np.random.default_rng(1).random((3, 100, 2)).astype(np.float32)
+    x = np.random.default_rng(1).random((3, *SHAPE)).astype(np.float32)
     np.testing.assert_allclose(copy.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)

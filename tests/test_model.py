@@ -1,5 +1,6 @@
 """Tests of the t2 training code (needs the ``train`` extra and the shared data sets)."""
 
+import json
 import os
 from pathlib import Path
 
@@ -10,11 +11,14 @@ import pytest
 import tf_keras  # noqa: F401  (train extra: a missing install must fail, not skip)
 
 from fink_t2.contract import read_contract  # noqa: E402
+from fink_t2.inference import T2Model  # noqa: E402
 from fink_t2.model.architecture import build_model, keras  # noqa: E402
-from fink_t2.model.datasets import (CLASS_NAMES, load_bts, load_snpcc, make_examples,  # noqa: E402
-                                    split_objects, type_to_class)
-from fink_t2.model.train import predict_tflite, train_and_export  # noqa: E402
-from fink_t2.sequences import build_sequences  # noqa: E402
+from fink_t2.model.datasets import (CLASS_NAMES, cv_folds, load_bts, load_snpcc, load_table,  # noqa: E402
+                                    object_table, type_to_class, validation_ids)
+from fink_t2.model.evaluate import guard_metrics  # noqa: E402
+from fink_t2.model.train import Recipe, train_and_export, view_inputs  # noqa: E402
+from fink_t2.model.views import AGE_BUCKETS, alert_views, sample_views  # noqa: E402
+from fink_t2.sequences import CHANNELS, SEQUENCE_LENGTH, WINDOW_DAYS, build_sequences  # noqa: E402
 
 DATA_DIR = Path(os.environ.get("FINK_T2_DATA", Path(__file__).parents[1] / "../shared/data"))
 assert (DATA_DIR / "ztf_bts").is_dir(), f"no BTS data in {DATA_DIR}: set FINK_T2_DATA"  # fail, never skip
@@ -28,7 +32,7 @@ def bts():
 def test_architecture_size_and_softmax():
     model = build_model(len(CLASS_NAMES))
     assert 10_000 < model.count_params() < 20_000
-    x = np.random.default_rng(0).random((3, 100, 2)).astype(np.float32)
+    x = np.random.default_rng(0).random((3, SEQUENCE_LENGTH, len(CHANNELS))).astype(np.float32)
     proba = model.predict(x, verbose=0)
     assert proba.shape == (3, 4)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
@@ -46,49 +50,68 @@ def test_every_labelled_type_is_mapped():
     assert mapped["TDE"] == "Other" and mapped["IIP"] == "SN II" and mapped["Ibc"] == "SN Ibc"
 
 
-def test_bts_table_and_split(bts):
+def test_tables_and_grouped_stratified_folds(bts):
     assert set(bts.columns) == {"object_id", "jd", "fid", "mag", "label", "source"}
     assert set(bts["fid"]) == {1, 2} and bts["jd"].min() > 2400000.5 and set(bts["source"]) == {"bts"}
     snpcc = load_snpcc(DATA_DIR, max_objects=30, seed=1)
     assert snpcc["object_id"].nunique() == 30 and set(snpcc["fid"]) <= {1, 2}
     assert snpcc.groupby("object_id")["label"].first().value_counts().tolist() == [10, 10, 10]
-    objects = pd.concat([bts, snpcc]).groupby("object_id").agg(label=("label", "first"), source=("source", "first"))
-    split = split_objects(objects.reset_index(), seed=3)
-    assert split.index.is_unique and set(split) == {"train", "val", "test"}
-    assert (objects.loc[split.index[split == "test"], "source"] == "bts").all()
-    assert split.equals(split_objects(objects.reset_index(), seed=3))
+    objects = object_table(bts)
+    folds = cv_folds(objects, 5, seed=3)
+    tested = np.concatenate([test for _, test in folds])
+    assert len(tested) == len(objects) and len(set(tested)) == len(objects)  # every object tested exactly once
+    share = objects.set_index("object_id")["label"].value_counts(normalize=True)
+    for train, test in folds:
+        assert not set(train) & set(test)
+        fold_share = objects.set_index("object_id").loc[test, "label"].value_counts(normalize=True)
+        assert (abs(fold_share - share) < 0.02).all()  # stratified
+    val = validation_ids(objects, 0.15, seed=3)
+    assert abs(len(val) / len(objects) - 0.15) < 0.01 and np.array_equal(val, validation_ids(objects, 0.15, seed=3))
 
 
-def test_truncations_match_per_object_sequences(bts):
-    table = bts[bts["object_id"].isin(bts["object_id"].unique()[:25])]
-    ex = make_examples(table, max_truncations=5, seed=0)
-    per_object = pd.Series(ex.object_id).value_counts()
-    assert per_object.max() <= 5 and ex.full.sum() == len(per_object) and len(per_object) >= 20
-    assert (ex.n_detections >= 2).all()
-    labels = table.groupby("object_id")["label"].first()
-    assert [CLASS_NAMES[i] for i in ex.label] == labels.loc[ex.object_id].tolist()
-    for i in range(0, len(ex), 7):  # each example == build_sequences on the object cut by hand
-        obj = table[table["object_id"] == ex.object_id[i]].sort_values("jd")
-        if ex.full[i]:
-            cut = obj
-        else:
-            cut = obj[obj["jd"] <= obj["jd"].iloc[ex.n_detections[i] - 1]]
-        ref = build_sequences([cut["jd"].to_numpy()], [cut["fid"].to_numpy()], [cut["mag"].to_numpy()])
-        np.testing.assert_array_equal(ex.values[i], ref.values[0])
-        assert ref.n_detections[0] == ex.n_detections[i]
+def test_views_are_what_an_alert_would_carry(bts):
+    table = bts[bts["object_id"].isin(bts["object_id"].unique()[:40])]
+    views = alert_views(table)
+    assert (views.age > 0).all() and (views.age <= 90).all()
+    x, y = view_inputs(views)
+    assert len(y) >= 0.98 * len(views) and x.shape[1:] == (SEQUENCE_LENGTH, len(CHANNELS))
+    for i in range(0, len(views), 37):  # each view == build_sequences on the object cut by hand
+        obj = table[table["object_id"] == views.object_id[i]].sort_values("jd")
+        now = views.jd_now[i]
+        cut = obj[(obj["jd"] <= now) & (obj["jd"] >= now - WINDOW_DAYS)]
+        seq = build_sequences([cut["jd"].to_numpy()], [cut["fid"].to_numpy()], [cut["mag"].to_numpy()],
+                              jd_now=[now], jdstarthist=[obj["jd"].min()], ndethist=[(obj["jd"] <= now).sum()])
+        view = views.select([i])
+        mine = build_sequences(view.jd, view.fid, view.mag, None, view.jd_now, view.jdstarthist, view.ndethist,
+                               offsets=view.offsets)
+        np.testing.assert_array_equal(mine.values, seq.values)
+        assert views.label[i] == obj["label"].iloc[0]
 
 
-def test_tiny_train_and_export(tmp_path):
-    metrics = train_and_export(DATA_DIR, tmp_path, epochs=1, seed=0, progress=False, max_objects=60,
-                               snpcc_objects=60, max_truncations=3, float_dir=tmp_path / "float")
+def test_sampling_keeps_young_alerts(bts):
+    views = alert_views(bts[bts["object_id"].isin(bts["object_id"].unique()[:300])])
+    sampled = sample_views(views, per_bucket=2, seed=0)
+    counts = pd.DataFrame({"o": sampled.object_id, "b": sampled.bucket()}).value_counts()
+    assert counts.max() <= 2
+    young = np.isin(sampled.bucket(), [0, 1]).mean()
+    assert young > 1.5 * np.isin(views.bucket(), [0, 1]).mean()  # young views are no longer outnumbered
+    assert set(sampled.bucket()) == set(range(len(AGE_BUCKETS)))
+
+
+def test_tiny_train_and_export(tmp_path, bts):
+    recipe = Recipe(epochs=1, views_per_bucket=1, seed=0)
+    metrics = train_and_export(DATA_DIR, tmp_path, tmp_path / "float", recipe, cv_folds=2, max_objects=80,
+                               progress=False)
     path = tmp_path / "t2.tflite"
     for kept in ("t2_savedmodel", "t2.keras", "t2.h5", "float_model.json", "t2_metrics.json"):  # fink-t2 compress inputs
         assert (tmp_path / "float" / kept).exists(), kept
     contract = read_contract(path)
-    assert contract["class_names"] == list(CLASS_NAMES) and contract["training"]["seed"] == 0
-    proba = predict_tflite(path, np.random.default_rng(0).random((5, 100, 2)).astype(np.float32))
-    assert proba.shape == (5, 4)
-    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-4)
-    assert (tmp_path / "t2_metrics.json").is_file()
+    assert contract["class_names"] == list(CLASS_NAMES) and contract["training"]["recipe"]["seed"] == 0
     assert metrics["model_size"]["tflite_bytes"] == path.stat().st_size
-    assert 0.0 <= metrics["test"]["full_curves"]["accuracy"] <= 1.0
+    buckets = metrics["cross_validation"]["buckets"]
+    assert list(buckets) == ["0-3", "3-7", "7-15", "15-30", "30-60", "60-90"]
+    assert all(len(b["log_loss"]["folds"]) == 2 for b in buckets.values() if b["n_views"])
+    # the guard metrics recorded for the file are what the file gives on the same light curves
+    table = load_table(DATA_DIR, 80, recipe.snpcc_objects, recipe.seed)
+    again = json.loads(json.dumps(guard_metrics(T2Model(str(path)), table)))
+    assert again == json.loads((tmp_path / "t2_metrics.json").read_text())["guard"] and again["n_views"] > 100

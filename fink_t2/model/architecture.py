@@ -1,15 +1,16 @@
 """The t2 network (Allam, Peloton & McEwen 2023, arXiv:2303.08951), in tf-keras.
 
-``(batch, 100, 2)`` → Conv1D(32, kernel 1) embedding + sinusoidal positional
-encoding → one transformer encoder block (4-head self-attention, feed-forward
-128, dropout 0.1, post-LayerNorm) → global average pooling → softmax. ~13k
-parameters.
+``(batch, 31, 7)`` (an alert's 30-day view: g/r flux, observed masks, age, ``ndethist``,
+brightness; see :mod:`fink_t2.sequences`) → Conv1D(32, kernel 1) embedding + sinusoidal
+positional encoding → one transformer encoder block (4-head self-attention, feed-forward 128,
+dropout 0.1, post-LayerNorm) → global average pooling, concatenated with the channels of the
+alert's own epoch (the last node: what the alert header knows) → softmax. ~13k parameters.
 
 >>> model = build_model(4)
 >>> model.count_params()
-12932
->>> model.output_shape
-(None, 4)
+13120
+>>> model.input_shape, model.output_shape
+((None, 31, 7), (None, 4))
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from fink_t2.sequences import BANDS, SEQUENCE_LENGTH  # noqa: E402
+from fink_t2.sequences import CHANNELS, SEQUENCE_LENGTH  # noqa: E402
 
 
 @keras.utils.register_keras_serializable(package="fink_t2")
@@ -48,7 +49,7 @@ class PositionalEncoding(keras.layers.Layer):
 def build_model(n_classes: int = 4, embed_dim: int = 32, num_heads: int = 4, key_dim: int = 8,
                 ff_dim: int = 128, dropout: float = 0.1) -> keras.Model:
     """Uncompiled t2 model: input ``(None, SEQUENCE_LENGTH, 2)``, output class probabilities."""
-    inputs = keras.Input(shape=(SEQUENCE_LENGTH, len(BANDS)), name="light_curve")
+    inputs = keras.Input(shape=(SEQUENCE_LENGTH, len(CHANNELS)), name="light_curve")
     x = keras.layers.Conv1D(embed_dim, kernel_size=1, name="embedding")(inputs)
     x = PositionalEncoding(name="positional_encoding")(x)
     attention = keras.layers.MultiHeadAttention(num_heads, key_dim, dropout=dropout, name="attention")(x, x)
@@ -57,5 +58,7 @@ def build_model(n_classes: int = 4, embed_dim: int = 32, num_heads: int = 4, key
     ff = keras.layers.Dense(embed_dim, name="feed_forward_2")(ff)
     x = keras.layers.LayerNormalization(epsilon=1e-6, name="norm_2")(x + keras.layers.Dropout(dropout)(ff))
     x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+    now = keras.layers.Flatten(name="now")(keras.layers.Cropping1D((SEQUENCE_LENGTH - 1, 0), name="last_node")(inputs))
+    x = keras.layers.Concatenate(name="pool_and_now")([x, now])
     outputs = keras.layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="t2")

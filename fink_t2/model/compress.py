@@ -35,6 +35,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from fink_t2.model.export import strip_flatbuffer, tflite_bytes  # noqa: E402
+
 FLOAT_DIR = "build/model"
 OUT_DIR = "build/compress"
 N_CLUSTERS = 16
@@ -66,99 +68,31 @@ TFMOT_VARIANTS = ("clustered", "pruned", "clustered_pruned")
 
 
 def load_data(float_dir=FLOAT_DIR, max_objects=None):
-    """(train, val, test) Examples rebuilt from the recipe the float model was trained with."""
-    from fink_t2.model.datasets import build_datasets
+    """((x, y) training, (x, y) validation) alert views rebuilt from the recipe the float model was trained with."""
+    from fink_t2.model.datasets import load_table
+    from fink_t2.model.train import Recipe, split_train_val, view_inputs
+    from fink_t2.model.views import alert_views, sample_views
 
-    recipe = json.loads((Path(float_dir) / "float_model.json").read_text())
-    _, data = build_datasets(recipe["data_dir"], max_objects if max_objects else recipe["max_objects"],
-                             recipe["snpcc_objects"], recipe["max_truncations"], tuple(recipe["fractions"]),
-                             recipe["seed"])
-    return data["train"], data["val"], data["test"]
-
-
-def _converter_from_keras(model):
-    import tensorflow as tf
-
-    return tf.lite.TFLiteConverter.from_keras_model(model)
-
-
-def strip_flatbuffer(model_bytes: bytes) -> bytes:
-    """The same TFLite model without what the interpreter does not need to run it.
-
-    Drops tensor names, the converter's metadata (``min_runtime_version``, ``CONVERSION_METADATA``) and
-    the shape signatures of inner tensors; the subgraph inputs/outputs keep theirs (LiteRT's
-    ``CompiledModel`` needs them to resize the batch) and the signature def is kept (the GPU path
-    reads it). Outputs are bit-identical (checked by :func:`compress`).
-    """
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
-    model.metadata = None
-    model.metadataBuffer = None
-    model.description = None
-    for subgraph in model.subgraphs:
-        keep = set(subgraph.inputs) | set(subgraph.outputs)
-        for index, tensor in enumerate(subgraph.tensors):
-            tensor.name = None
-            if index not in keep:
-                tensor.shapeSignature = None
-    # tensors without constant data all share the empty buffer 0 instead of one empty buffer each
-    def empty(buffer):
-        return (buffer.data is None or len(buffer.data) == 0) and not getattr(buffer, "offset", 0)
-
-    used = sorted({t.buffer for sg in model.subgraphs for t in sg.tensors if not empty(model.buffers[t.buffer])})
-    remap = {old: new for new, old in enumerate([0, *[b for b in used if b != 0]])}
-    for subgraph in model.subgraphs:
-        for tensor in subgraph.tensors:
-            tensor.buffer = remap.get(tensor.buffer, 0)
-    model.buffers = [model.buffers[old] for old in sorted(remap, key=remap.get)]
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-
-
-def tflite_bytes(model_or_dir, mode: str, representative=None, per_channel=True, float_ops=("SOFTMAX",)) -> bytes:
-    """TFLite FlatBuffer of a Keras model or SavedModel folder; mode float | dynamic | int8.
-
-    ``int8``: full-integer quantization calibrated on ``representative``, except the ops in ``float_ops``
-    (TFLite's selective quantization): the final softmax stays float so that the probabilities are not
-    rounded to multiples of 1/256 and sum to 1.
-    """
-    import tensorflow as tf
-
-    if isinstance(model_or_dir, (str, Path)):
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(model_or_dir))
-    else:
-        converter = _converter_from_keras(model_or_dir)
-    if mode in ("dynamic", "int8"):
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if mode == "int8":
-        sample = np.asarray(representative, dtype=np.float32)
-
-        def gen():
-            for i in range(len(sample)):
-                yield [sample[i : i + 1]]
-
-        converter.representative_dataset = gen
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-        if not per_channel:
-            converter._experimental_disable_per_channel = True  # noqa: SLF001 - the converter's only switch for it
-        if float_ops:
-            debugger = tf.lite.experimental.QuantizationDebugger(
-                converter=converter, debug_dataset=gen,
-                debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(float_ops)))
-            return debugger.get_nondebug_quantized_model()
-    return converter.convert()
+    saved = json.loads((Path(float_dir) / "float_model.json").read_text())
+    recipe = Recipe(**saved["recipe"])
+    table = load_table(saved["data_dir"], max_objects or saved["max_objects"], recipe.snpcc_objects, recipe.seed)
+    train, val = split_train_val(table, recipe)
+    return tuple(view_inputs(sample_views(alert_views(t), recipe.views_per_bucket, recipe.seed))
+                 for t in (train, val[val["source"] == "bts"]))
 
 
 def _run_tflite(model_bytes: bytes, values: np.ndarray) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter
+    from fink_t2.contract import make_contract
+    from fink_t2.inference import T2Model
 
-    interpreter = Interpreter(model_content=model_bytes)
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    interpreter.resize_tensor_input(inp["index"], list(values.shape))
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(inp["index"], np.ascontiguousarray(values, dtype=np.float32))
-    interpreter.invoke()
-    return interpreter.get_tensor(out["index"]).copy()
+    runner = T2Model(content=model_bytes, contract=make_contract(_class_names()))
+    return runner.predict(values, chunk_size=len(values))
+
+
+def _class_names():
+    from fink_t2.model.datasets import CLASS_NAMES
+
+    return CLASS_NAMES
 
 
 def _wrap_layers(model, wrap):
@@ -187,16 +121,15 @@ def _canonical(model):
     return fresh
 
 
-def _fine_tune(model, train, val, epochs, extra_callbacks=(), batch_size=256, learning_rate=5e-4):
+def _fine_tune(model, train, val, epochs, power, extra_callbacks=(), batch_size=256, learning_rate=5e-4):
     from fink_t2.model.architecture import keras
     from fink_t2.model.train import class_weights
 
-    recipe_power = float(os.environ.get("FINK_T2_CLASS_WEIGHT_POWER", "1"))
-    weights = class_weights(train.label, power=recipe_power)
+    (x, y), (x_val, y_val) = train, val
+    weights = class_weights(y, power=power)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy")
-    model.fit(train.values, train.label, sample_weight=weights[train.label], epochs=epochs, batch_size=batch_size,
-              validation_data=(val.values, val.label, weights[val.label]), callbacks=list(extra_callbacks),
-              shuffle=True, verbose=0)
+    model.fit(x, y, sample_weight=weights[y], epochs=epochs, batch_size=batch_size,
+              validation_data=(x_val, y_val, weights[y_val]), callbacks=list(extra_callbacks), shuffle=True, verbose=0)
     return model
 
 
@@ -208,23 +141,22 @@ def make_tfmot_variant(name: str, float_dir=FLOAT_DIR, out_dir=OUT_DIR, epochs=3
     from fink_t2.model.train import set_seeds
 
     set_seeds(seed)
-    recipe = json.loads((Path(float_dir) / "float_model.json").read_text())
-    os.environ["FINK_T2_CLASS_WEIGHT_POWER"] = str(recipe.get("class_weight_power", 1.0))
-    train, val, _ = load_data(float_dir, max_objects)
+    power = json.loads((Path(float_dir) / "float_model.json").read_text())["recipe"]["class_weight_power"]
+    train, val = load_data(float_dir, max_objects)
     base = keras.models.load_model(Path(float_dir) / "t2.h5")
     cluster = tfmot.clustering.keras
     sparsity = tfmot.sparsity.keras
     if name in ("pruned", "clustered_pruned"):
-        steps = int(np.ceil(len(train) / 256)) * epochs
+        steps = int(np.ceil(len(train[1]) / 256)) * epochs
         schedule = sparsity.PolynomialDecay(0.0, SPARSITY, begin_step=0, end_step=max(1, steps * 2 // 3), frequency=10)
         pruned = _wrap_layers(base, lambda layer: sparsity.prune_low_magnitude(layer, pruning_schedule=schedule))
-        _fine_tune(pruned, train, val, epochs, [sparsity.UpdatePruningStep()])
+        _fine_tune(pruned, train, val, epochs, power, [sparsity.UpdatePruningStep()])
         base = sparsity.strip_pruning(pruned)
     if name in ("clustered", "clustered_pruned"):
         clustered = _wrap_layers(base, lambda layer: cluster.cluster_weights(
             layer, number_of_clusters=N_CLUSTERS, cluster_centroids_init=cluster.CentroidInitialization.KMEANS_PLUS_PLUS,
             preserve_sparsity=(name == "clustered_pruned")))
-        _fine_tune(clustered, train, val, epochs, learning_rate=2e-4)
+        _fine_tune(clustered, train, val, epochs, power, learning_rate=2e-4)
         base = cluster.strip_clustering(clustered)
     base = _canonical(base)
     out_dir = Path(out_dir)
@@ -243,15 +175,15 @@ def compress(float_dir=FLOAT_DIR, out_dir=OUT_DIR, epochs=3, max_objects=None, s
     shutil.copytree(float_dir / "t2_savedmodel", out_dir / VARIANTS["savedmodel"][0])
     shutil.copy(float_dir / "t2.keras", out_dir / VARIANTS["keras"][0])
     shutil.copy(float_dir / "t2.h5", out_dir / VARIANTS["h5"][0])
-    train, _, _ = load_data(float_dir, max_objects)
+    (x_train, _), _ = load_data(float_dir, max_objects)
     rng = np.random.default_rng(seed)
-    representative = train.values[rng.choice(len(train), min(REPRESENTATIVE_SIZE, len(train)), replace=False)]
+    representative = x_train[rng.choice(len(x_train), min(REPRESENTATIVE_SIZE, len(x_train)), replace=False)]
     for mode in ("float", "dynamic", "int8"):
         (out_dir / VARIANTS[f"tflite_{mode}"][0]).write_bytes(
             tflite_bytes(float_dir / "t2_savedmodel", mode, representative))
     int8 = (out_dir / VARIANTS["tflite_int8"][0]).read_bytes()
     stripped = strip_flatbuffer(int8)
-    check = train.values[:64]
+    check = x_train[:64]
     if not np.array_equal(_run_tflite(int8, check), _run_tflite(stripped, check)):
         raise RuntimeError("stripping the FlatBuffer changed the model's outputs")
     (out_dir / VARIANTS["tflite_int8_stripped"][0]).write_bytes(stripped)
@@ -276,44 +208,43 @@ def compress(float_dir=FLOAT_DIR, out_dir=OUT_DIR, epochs=3, max_objects=None, s
     return manifest
 
 
-def ship(variant: str, out_dir=OUT_DIR, float_dir=FLOAT_DIR, model_dir="fink_t2/data", command=None,
-         max_objects=None) -> dict:
-    """Write ``variant`` (a .tflite of ``out_dir``) as ``model_dir/t2.tflite`` with its contract; update the metrics."""
+def ship(variant: str, out_dir=OUT_DIR, float_dir=FLOAT_DIR, model_dir="fink_t2/data", command=None) -> dict:
+    """Write ``variant`` (a .tflite of ``out_dir``) as ``model_dir/t2.tflite`` with its contract; update the metrics.
+
+    The metrics of ``fink-t2 train`` (recipe, cross-validation) are kept; the guard metrics and sizes are
+    measured again on the written file by the shipping runner.
+    """
     from fink_t2.contract import attach_contract, make_contract
-    from fink_t2.model.datasets import CLASS_NAMES
-    from fink_t2.model.train import METRICS_NAME, MODEL_NAME, _evaluate, predict_tflite
+    from fink_t2.inference import T2Model
+    from fink_t2.model.datasets import load_bts
+    from fink_t2.model.evaluate import guard_metrics
+    from fink_t2.model.train import METRICS_NAME, MODEL_NAME
 
     file, kind, description = VARIANTS[variant]
     if kind != "tflite":
         raise ValueError(f"only a .tflite variant can be shipped, not {variant}")
-    model_dir = Path(model_dir)
-    metrics_path = model_dir / METRICS_NAME
     train_metrics = Path(float_dir) / METRICS_NAME  # what fink-t2 train measured for this float model
     if not train_metrics.is_file():
         raise FileNotFoundError(f"{train_metrics}: no training metrics beside the float model; run fink-t2 train")
     metrics = json.loads(train_metrics.read_text())
-    metrics["test_dynamic_range_tflite_from_train"] = {k: {m: v[m] for m in ("log_loss", "accuracy", "macro_f1")}
-                                                       for k, v in metrics.pop("test").items()}
-    old = model_dir / MODEL_NAME
-    training = {k: metrics["training"].get(k) for k in ("epochs_run", "best_epoch", "class_weight_power")}
-    contract = make_contract(CLASS_NAMES, training={**training, "command": metrics.get("command")})
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     compression = {"variant": variant, "description": description, "command": command, "created": created}
-    contract.update(created=created, compression=compression)
+    contract = make_contract(_class_names(), created=created, compression=compression,
+                             training={"command": metrics.get("command"), "recipe": metrics.get("recipe")})
     raw = (Path(out_dir) / file).read_bytes()
-    old.write_bytes(attach_contract(raw, contract))
-    _, _, test = load_data(float_dir, max_objects)
-    metrics["test"] = _evaluate(predict_tflite(old, test.values), test)
-    metrics["evaluated_on"] = f"BTS test objects (never trained on), {variant} .tflite via ai_edge_litert"
+    model_dir = Path(model_dir)
+    shipped = model_dir / MODEL_NAME
+    shipped.write_bytes(attach_contract(raw, contract))
+    metrics["guard"] = guard_metrics(T2Model(str(shipped)), load_bts(metrics["data"]["data_dir"]))
     metrics["compression"] = compression
     metrics["command"] = f"{metrics.get('command', 'fink-t2 train')} && {command}"
     saved = sum(p.stat().st_size for p in (Path(float_dir) / "t2_savedmodel").rglob("*") if p.is_file())
-    metrics["model_size"] = {**metrics.get("model_size", {}), "tflite_bytes": old.stat().st_size,
+    metrics["model_size"] = {**metrics.get("model_size", {}), "tflite_bytes": shipped.stat().st_size,
                              "tflite_without_contract_bytes": len(raw), "float_savedmodel_dir_bytes": saved,
-                             "savedmodel_over_tflite": round(saved / len(raw), 2), "quantization": description}
-    metrics_path.write_text(json.dumps(metrics, indent=1) + "\n")
-    return {"shipped": str(old), "variant": variant, "bytes": old.stat().st_size,
-            "test_full_curves": {k: metrics["test"]["full_curves"][k] for k in ("log_loss", "accuracy", "macro_f1")}}
+                             "savedmodel_over_tflite": round(saved / len(raw), 2), "quantization": description,
+                             "variant": variant}
+    (model_dir / METRICS_NAME).write_text(json.dumps(metrics, indent=1) + "\n")
+    return {"shipped": str(shipped), "variant": variant, "bytes": shipped.stat().st_size}
 
 
 def main(argv=None) -> dict:
@@ -335,7 +266,7 @@ def main(argv=None) -> dict:
     result = compress(args.float_dir, args.out_dir, args.epochs, args.max_objects, args.seed)
     if args.ship:
         result["ship"] = ship(args.ship, args.out_dir, args.float_dir, args.model_dir,
-                              command=shlex.join(["fink-t2", "compress", *argv]), max_objects=args.max_objects)
+                              command=shlex.join(["fink-t2", "compress", *argv]))
     return result
 
 

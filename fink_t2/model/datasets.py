@@ -4,23 +4,18 @@ Everything becomes one long table, one row per g/r detection::
 
     object_id, jd, fid (1 = g, 2 = r), mag, label (one of CLASS_NAMES), source ('bts' | 'snpcc')
 
-Alerts carry partial light curves, so each object is expanded into several
-*truncations* (the curve up to its k-th detection epoch, k >= 2), all turned
-into tensors by ONE call to :func:`fink_t2.sequences.build_sequences`.
+Alerts carry partial light curves: :mod:`fink_t2.model.views` cuts these tables into the views an
+alert would carry. Objects are split for cross-validation by :func:`cv_folds`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from fink_t2.sequences import GRID_STEP_DAYS, SEQUENCE_LENGTH, build_sequences
-
 CLASS_NAMES = ("SN Ia", "SN II", "SN Ibc", "Other")
-SPLITS = ("train", "val", "test")
 MJD_TO_JD = 2400000.5
 SNPCC_ZERO_POINT = 27.5
 SNPCC_MIN_SNR = 5.0
@@ -120,106 +115,37 @@ def load_table(data_dir="../shared/data", max_objects=None, snpcc_objects=5000, 
     return pd.concat([bts, load_snpcc(data_dir, n_snpcc, seed)], ignore_index=True)
 
 
-def split_objects(objects: pd.DataFrame, fractions=(0.7, 0.15, 0.15), seed=42) -> pd.Series:
-    """Object-level split stratified by (source, label); only BTS objects go to test.
+def object_table(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per object of a long table: object_id, label, source, n_points (sorted by object_id)."""
+    return table.groupby("object_id", sort=True).agg(label=("label", "first"), source=("source", "first"),
+                                                     n_points=("jd", "size")).reset_index()
 
-    ``objects`` has columns object_id, label, source. SNPCC's test share goes to train.
 
-    >>> objs = pd.DataFrame({"object_id": list("abcdefghij"), "label": ["SN Ia"] * 10,
-    ...                      "source": ["bts"] * 5 + ["snpcc"] * 5})
-    >>> s = split_objects(objs, (0.6, 0.2, 0.2))
-    >>> s.iloc[:5].value_counts()[list(SPLITS)].tolist(), sorted(set(s.iloc[5:]))
-    ([3, 1, 1], ['train', 'val'])
+def cv_folds(objects: pd.DataFrame, n_folds: int = 5, seed: int = 42) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Grouped (by object), stratified (by label) folds: [(train object ids, test object ids)] × ``n_folds``.
+
+    >>> objs = pd.DataFrame({"object_id": list("abcdefghij"), "label": ["SN Ia"] * 6 + ["SN II"] * 4})
+    >>> folds = cv_folds(objs, 2)
+    >>> [sorted(test) for _, test in folds]
+    [['a', 'b', 'd', 'g', 'j'], ['c', 'e', 'f', 'h', 'i']]
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    ids = objects["object_id"].to_numpy()
+    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    return [(ids[train], ids[test]) for train, test in splitter.split(ids, objects["label"].to_numpy())]
+
+
+def validation_ids(objects: pd.DataFrame, fraction: float = 0.15, seed: int = 42) -> np.ndarray:
+    """A seeded, label-stratified ``fraction`` of the objects, held out for early stopping.
+
+    >>> objs = pd.DataFrame({"object_id": list("abcdefghij"), "label": ["SN Ia"] * 6 + ["SN II"] * 4})
+    >>> len(validation_ids(objs, 0.2))
+    2
     """
     rng = np.random.default_rng(seed)
-    split = pd.Series("train", index=objects["object_id"].to_numpy(), name="split")
-    for (source, _), group in objects.groupby(["source", "label"], sort=True):
+    chosen = []
+    for _, group in objects.groupby("label", sort=True):
         ids = rng.permutation(group["object_id"].to_numpy())
-        n_val = int(round(len(ids) * fractions[1]))
-        n_test = int(round(len(ids) * fractions[2])) if source == "bts" else 0
-        split[ids[:n_val]] = "val"
-        split[ids[n_val:n_val + n_test]] = "test"
-    return split
-
-
-@dataclass
-class Examples:
-    """Model inputs with one row per (object, truncation)."""
-
-    values: np.ndarray  # float32 (n, SEQUENCE_LENGTH, 2), from build_sequences
-    label: np.ndarray  # int (n,), index into CLASS_NAMES
-    object_id: np.ndarray
-    source: np.ndarray
-    full: np.ndarray  # bool: the whole light curve, not a truncation
-    n_detections: np.ndarray
-
-    def __len__(self):
-        return len(self.label)
-
-    def select(self, keep) -> "Examples":
-        return Examples(*(getattr(self, f)[keep] for f in self.__dataclass_fields__))
-
-
-def make_examples(table: pd.DataFrame, max_truncations: int = 8, seed: int = 42) -> Examples:
-    """Expand objects into truncated light curves, built by one ``build_sequences`` call.
-
-    A truncation keeps the points with ``jd <= t_k``, ``t_k`` the k-th detection epoch
-    (k >= 2) inside the 100-day window. Per object: the full curve plus up to
-    ``max_truncations - 1`` seeded random earlier truncations. Objects with a single
-    epoch are dropped.
-
-    >>> t = pd.DataFrame({"object_id": ["a"] * 4 + ["b"], "jd": [1., 2., 2., 5., 1.],
-    ...                   "fid": [1, 2, 1, 1, 2], "mag": [19., 19., 18., 18.5, 19.],
-    ...                   "label": ["SN II"] * 5, "source": ["bts"] * 5})
-    >>> ex = make_examples(t)
-    >>> ex.n_detections.tolist(), ex.full.tolist(), ex.label.tolist()
-    ([3, 4], [False, True], [1, 1])
-    """
-    df = table.sort_values(["object_id", "jd"], kind="stable").reset_index(drop=True)
-    code = pd.factorize(df["object_id"], sort=True)[0]
-    jd = df["jd"].to_numpy(np.float64)
-    new_object = np.r_[True, code[1:] != code[:-1]]
-    starts = np.flatnonzero(new_object)
-    ends = np.r_[starts[1:], len(df)]
-    first = starts[code]
-    # candidate truncation = last row of an epoch, from the 2nd detection on, inside the window
-    epoch_end = np.r_[(code[1:] != code[:-1]) | (jd[1:] != jd[:-1]), True]
-    in_window = (jd - jd[first]) / GRID_STEP_DAYS < SEQUENCE_LENGTH - 0.5
-    cand = np.flatnonzero(epoch_end & (np.arange(len(df)) > first) & in_window)
-    cand_code = code[cand]
-    is_full = np.r_[cand_code[1:] != cand_code[:-1], True] if len(cand) else np.zeros(0, bool)
-
-    rng = np.random.default_rng(seed)
-    key = np.where(is_full, -1.0, rng.random(len(cand)))
-    order = np.lexsort((key, cand_code))
-    rank = np.arange(len(order)) - np.searchsorted(cand_code[order], cand_code[order])
-    chosen = np.sort(order[rank < max_truncations])
-    cand, cand_code, is_full = cand[chosen], cand_code[chosen], is_full[chosen]
-
-    start = starts[cand_code]
-    length = np.where(is_full, ends[cand_code], cand + 1) - start
-    offsets = np.r_[0, np.cumsum(length)]
-    idx = np.repeat(start - offsets[:-1], length) + np.arange(offsets[-1])
-    seq = build_sequences(jd[idx], df["fid"].to_numpy()[idx], df["mag"].to_numpy()[idx], offsets)
-    class_index = {name: i for i, name in enumerate(CLASS_NAMES)}
-    return Examples(
-        values=seq.values,
-        label=df["label"].map(class_index).to_numpy(np.int64)[start],
-        object_id=df["object_id"].to_numpy()[start],
-        source=df["source"].to_numpy()[start],
-        full=is_full,
-        n_detections=seq.n_detections,
-    )
-
-
-def build_datasets(data_dir="../shared/data", max_objects=None, snpcc_objects=5000, max_truncations=8,
-                   fractions=(0.7, 0.15, 0.15), seed=42):
-    """Load, split and expand: returns (objects table with a split column, {split: Examples})."""
-    table = load_table(data_dir, max_objects, snpcc_objects, seed)
-    objects = table.groupby("object_id", sort=True).agg(label=("label", "first"), source=("source", "first"),
-                                                        n_points=("jd", "size")).reset_index()
-    objects["split"] = split_objects(objects, fractions, seed).loc[objects["object_id"]].to_numpy()
-    examples = make_examples(table, max_truncations, seed)
-    split_of = objects.set_index("object_id")["split"]
-    example_split = split_of.loc[examples.object_id].to_numpy()
-    return objects, {s: examples.select(example_split == s) for s in SPLITS}
+        chosen.append(ids[: int(round(len(ids) * fraction))])
+    return np.sort(np.concatenate(chosen)) if chosen else np.empty(0, dtype=object)

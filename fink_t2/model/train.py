@@ -1,13 +1,19 @@
-"""Train t2, export it as a quantized TFLite file carrying its contract, evaluate that file.
+"""Train t2 on the alert views of labelled light curves; export a TFLite file carrying its contract.
 
-    python -m fink_t2.model.train --data-dir ../shared/data --output-dir fink_t2/data
+    fink-t2 train [--cv 5] [--data-dir ../shared/data] [--output-dir fink_t2/data] [--float-dir build/model]
 
-writes ``t2.tflite`` (dynamic-range quantized, batch dimension dynamic) and
-``t2_metrics.json`` (metrics of the *quantized file* on the BTS test objects,
-full light curves and truncations, plus what data and command produced it), and keeps the
-float model in ``--float-dir`` (default ``build/model``) for ``fink-t2 compress``. The shipped
-model is ``fink-t2 train`` then ``fink-t2 compress --ship tflite_int8_pt_stripped`` (full-int8,
-~29 KB; see docs/compression.md).
+Training examples are alert views (:mod:`fink_t2.model.views`): the 30-day history an alert would
+carry at one of the object's detection epochs, with its header (age, ``ndethist``), at most
+``views_per_bucket`` per object and alert-age bucket so that young alerts are not outnumbered by old
+ones, turned into tensors by the ONE preprocessing :func:`fink_t2.sequences.build_sequences`.
+
+With ``--cv K`` the same recipe is first cross-validated (K grouped, stratified folds over all
+objects; each fold's dynamic-range TFLite model is scored on its held-out objects' alert views
+through the shipping runner and cuts: :mod:`fink_t2.model.evaluate`). Then the model is trained on
+every object (a stratified 15 % held out for early stopping) and written as ``t2.tflite``
+(dynamic-range quantized, batch dimension dynamic) with ``t2_metrics.json``: the recipe, the
+command, the cross-validation table and the guard metrics that tests recompute from the shipped file.
+The float model is kept in ``--float-dir`` for ``fink-t2 compress``.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import random  # noqa: E402
 import shlex  # noqa: E402
@@ -29,15 +36,35 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
-from sklearn.metrics import confusion_matrix, f1_score, log_loss, precision_recall_fscore_support  # noqa: E402
 
 from fink_t2.contract import attach_contract, make_contract  # noqa: E402
+from fink_t2.cuts import MIN_EPOCHS  # noqa: E402
 from fink_t2.model.architecture import build_model  # noqa: E402
-from fink_t2.model.datasets import CLASS_NAMES, build_datasets  # noqa: E402
+from fink_t2.model.datasets import CLASS_NAMES, load_table, object_table, validation_ids  # noqa: E402
+from fink_t2.model.export import tflite_bytes  # noqa: E402
+from fink_t2.model.views import Views, alert_views, sample_views  # noqa: E402
+from fink_t2.sequences import build_sequences  # noqa: E402
 
 MODEL_NAME = "t2.tflite"
 METRICS_NAME = "t2_metrics.json"
-FRACTIONS = (0.7, 0.15, 0.15)
+
+
+@dataclasses.dataclass
+class Recipe:
+    """Everything that decides the trained model, besides the data (recorded in its metrics)."""
+
+    epochs: int = 40
+    batch_size: int = 256
+    learning_rate: float = 3e-3
+    patience: int = 6
+    #: class weights (inverse class frequency) ** power: 1 balanced, 0 none
+    class_weight_power: float = 0.5
+    #: training views per (object, alert-age bucket)
+    views_per_bucket: int = 2
+    #: class-balanced SNPCC objects added to training (0: BTS only)
+    snpcc_objects: int = 0
+    validation_fraction: float = 0.15
+    seed: int = 42
 
 
 def set_seeds(seed: int) -> None:
@@ -50,9 +77,6 @@ def set_seeds(seed: int) -> None:
 
 def class_weights(labels: np.ndarray, n_classes: int = len(CLASS_NAMES), power: float = 1.0) -> np.ndarray:
     """Weights (inverse class frequency) ** ``power``, mean 1 over the examples (absent classes: 0).
-
-    ``power`` 1: every class weighs the same in the loss; 0.5 (square root): softer, trades some
-    rare-class recall for accuracy; 0: no weighting.
 
     >>> class_weights(np.array([0, 0, 0, 1]), 3).tolist()
     [0.6666666666666666, 2.0, 0.0]
@@ -68,218 +92,128 @@ def class_weights(labels: np.ndarray, n_classes: int = len(CLASS_NAMES), power: 
     return weights
 
 
-def to_tflite(saved_model_dir) -> bytes:
-    """Dynamic-range quantized TFLite (int8 weights, float activations), batch left dynamic."""
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return converter.convert()
+def view_inputs(views: Views) -> tuple[np.ndarray, np.ndarray]:
+    """(model inputs, class indices) of the views that pass the detection cut, as the stream builds them."""
+    seq = build_sequences(views.jd, views.fid, views.mag, None, views.jd_now, views.jdstarthist, views.ndethist,
+                          offsets=views.offsets)
+    keep = seq.n_epochs >= MIN_EPOCHS
+    index = {name: i for i, name in enumerate(CLASS_NAMES)}
+    return seq.values[keep], np.array([index[name] for name in views.label[keep]], dtype=np.int64)
 
 
-def predict_tflite(model_path, values: np.ndarray) -> np.ndarray:
-    """Class probabilities from a .tflite file (contract zip appended or not), one batch."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(model_path))
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    interpreter.resize_tensor_input(inp["index"], list(values.shape))
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(inp["index"], values.astype(np.float32))
-    interpreter.invoke()
-    return interpreter.get_tensor(out["index"]).copy()
-
-
-def classification_metrics(y: np.ndarray, proba: np.ndarray) -> dict:
-    """Log-loss, accuracy, macro-F1, per-class precision/recall/F1 and confusion matrix.
-
-    ``balanced_*``: every class present in ``y`` weighs the same (weights inverse to frequency).
-    """
-    labels = list(range(len(CLASS_NAMES)))
-    proba = np.clip(proba.astype(np.float64), 1e-7, 1.0)
-    proba /= proba.sum(axis=1, keepdims=True)
-    pred = proba.argmax(axis=1)
-    precision, recall, f1, support = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
-    balanced = class_weights(y)[y]
-    return {
-        "n_examples": int(len(y)),
-        "log_loss": float(log_loss(y, proba, labels=labels)),
-        "balanced_log_loss": float(log_loss(y, proba, labels=labels, sample_weight=balanced)),
-        "accuracy": float(np.mean(pred == y)),
-        "balanced_accuracy": float(np.average(pred == y, weights=balanced)),
-        "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
-        "per_class": {
-            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                   "support": int(support[i])}
-            for i, name in enumerate(CLASS_NAMES)
-        },
-        "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
-    }
-
-
-def _evaluate(proba: np.ndarray, examples) -> dict:
-    full = examples.full
-    return {"full_curves": classification_metrics(examples.label[full], proba[full]),
-            "all_truncations": classification_metrics(examples.label, proba)}
-
-
-def _baselines(objects, examples) -> dict:
-    """Chance references on full test curves: always the majority class, or the BTS training prior."""
-    bts_train = objects[(objects["source"] == "bts") & (objects["split"] == "train")]["label"]
-    prior = bts_train.value_counts(normalize=True).reindex(CLASS_NAMES, fill_value=0).to_numpy()
-    y = examples.label[examples.full]
-    majority = classification_metrics(y, np.tile(np.eye(len(CLASS_NAMES))[prior.argmax()], (len(y), 1)))
-    with_prior = classification_metrics(y, np.tile(prior, (len(y), 1)))
-    return {"majority_class": {k: majority[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")},
-            "bts_train_prior": {k: with_prior[k] for k in ("log_loss", "balanced_log_loss")}}
-
-
-def _dir_size(path) -> int:
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-
-
-def train_and_export(data_dir="../shared/data", output_dir="fink_t2/data", epochs=40, seed=42, progress=True,
-                     max_objects=None, snpcc_objects=0, max_truncations=8, batch_size=256, patience=6,
-                     learning_rate=3e-3, command=None, class_weight_power=1.0, float_dir=None) -> dict:
-    """Build data, train, export ``output_dir/t2.tflite`` and ``t2_metrics.json``; return the metrics.
-
-    ``max_objects`` caps the objects per source (quick runs and tests); ``snpcc_objects``
-    is the size of a class-balanced SNPCC subsample added to training/validation (0: BTS
-    only, the shipped model: adding 1,500 or 5,000 SNPCC objects did not improve the BTS
-    validation set's class-balanced log-loss). ``class_weight_power``: see :func:`class_weights`.
-    ``float_dir``: where to keep the float model (``t2_savedmodel/``, ``t2.keras``, ``t2.h5`` and
-    ``float_model.json``, the inputs of ``fink-t2 compress``); None: a temporary folder, nothing kept.
-    """
-    start = time.time()
-    set_seeds(seed)
-    if command is None:
-        command = (f"train_and_export(data_dir={str(data_dir)!r}, output_dir={str(output_dir)!r}, epochs={epochs}, "
-                   f"seed={seed}, max_objects={max_objects}, snpcc_objects={snpcc_objects})")
-    objects, data = build_datasets(data_dir, max_objects, snpcc_objects, max_truncations, FRACTIONS, seed)
-    train, val, test = data["train"], data["val"], data["test"]
-    weights = class_weights(train.label, power=class_weight_power)
+def fit(train_table, val_table, recipe: Recipe, progress: bool = True):
+    """Train a fresh t2 on the sampled alert views of ``train_table``, early-stopped on ``val_table``'s."""
+    set_seeds(recipe.seed)
+    x, y = view_inputs(sample_views(alert_views(train_table), recipe.views_per_bucket, recipe.seed))
+    x_val, y_val = view_inputs(sample_views(alert_views(val_table), recipe.views_per_bucket, recipe.seed))
+    weights = class_weights(y, power=recipe.class_weight_power)
     if progress:
-        print(f"examples: train {len(train)}, val {len(val)}, test {len(test)}; class weights {weights.round(3)}")
-
+        print(f"training views {len(y)}, validation views {len(y_val)}; class weights {weights.round(3)}")
     model = build_model(len(CLASS_NAMES))
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+    model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate), loss="sparse_categorical_crossentropy",
                   weighted_metrics=["accuracy"])
-    callbacks = [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=3, min_lr=1e-4,
-                                                   verbose=int(progress)),
-                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)]
-    fit_start = time.time()
-    history = model.fit(train.values, train.label, sample_weight=weights[train.label], epochs=epochs,
-                        batch_size=batch_size, validation_data=(val.values, val.label, weights[val.label]),
-                        callbacks=callbacks, shuffle=True, verbose=2 if progress else 0)
-    train_seconds = time.time() - fit_start
-    val_losses = history.history["val_loss"]
-    keras_proba = model.predict(test.values, batch_size=1024, verbose=0)
-    val_bts = val.select(val.source == "bts")
-    val_bts_proba = model.predict(val_bts.values, batch_size=1024, verbose=0)
-    val_bts_metrics = {k: {m: v[m] for m in ("log_loss", "balanced_log_loss", "accuracy", "macro_f1")}
-                       for k, v in _evaluate(val_bts_proba, val_bts).items()}
+    callbacks = [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=3, min_lr=1e-4),
+                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.patience, restore_best_weights=True)]
+    history = model.fit(x, y, sample_weight=weights[y], epochs=recipe.epochs, batch_size=recipe.batch_size,
+                        validation_data=(x_val, y_val, weights[y_val]), callbacks=callbacks, shuffle=True,
+                        verbose=2 if progress else 0)
+    losses = history.history["val_loss"]
+    info = {"training_views": int(len(y)), "validation_views": int(len(y_val)), "epochs_run": len(losses),
+            "best_epoch": int(np.argmin(losses)) + 1, "best_val_loss": float(min(losses)),
+            "class_weights": dict(zip(CLASS_NAMES, weights.round(6).tolist()))}
+    return model, info
 
+
+def dynamic_tflite(model, keep_dir: Path | None = None) -> bytes:
+    """Dynamic-range quantized TFLite bytes (int8 weights, float activations) through a SavedModel.
+
+    ``keep_dir``: also keep the float model there (SavedModel, ``.keras``, ``.h5``) for ``fink-t2 compress``.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(keep_dir) if keep_dir is not None else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        model.save(folder / "t2_savedmodel", save_format="tf")
+        if keep_dir is not None:
+            model.save(folder / "t2.keras")
+            model.save(folder / "t2.h5")
+        return tflite_bytes(folder / "t2_savedmodel", "dynamic")
+
+
+def split_train_val(table, recipe: Recipe):
+    """(training table, validation table): a stratified ``validation_fraction`` of the objects held out."""
+    val = set(validation_ids(object_table(table), recipe.validation_fraction, recipe.seed))
+    held = table["object_id"].isin(val).to_numpy()
+    return table[~held], table[held]
+
+
+def train_and_export(data_dir="../shared/data", output_dir="fink_t2/data", float_dir="build/model",
+                     recipe: Recipe | None = None, cv_folds: int = 0, max_objects=None, command=None,
+                     progress=True) -> dict:
+    """Cross-validate (``cv_folds`` > 1), then train on all objects and write the model and its metrics."""
+    from fink_t2.inference import T2Model
+    from fink_t2.model.evaluate import crossval, guard_metrics
+
+    recipe = recipe or Recipe()
+    start = time.time()
+    table = load_table(data_dir, max_objects, recipe.snpcc_objects, recipe.seed)
+    bts = table[table["source"] == "bts"]
+    cv = crossval(table, recipe, cv_folds, progress=progress) if cv_folds > 1 else None
+    train, val = split_train_val(table, recipe)
+    model, info = fit(train, val[val["source"] == "bts"], recipe, progress)
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    command = command or "fink_t2.model.train.train_and_export()"
+    contract = make_contract(CLASS_NAMES, created=created, training={"command": command, "recipe": dataclasses.asdict(recipe)})
+    raw = dynamic_tflite(model, Path(float_dir) if float_dir else None)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model_path = output_dir / MODEL_NAME
-    with tempfile.TemporaryDirectory() as tmp:
-        keep = Path(float_dir) if float_dir is not None else Path(tmp)
-        keep.mkdir(parents=True, exist_ok=True)
-        model.save(keep / "t2_savedmodel", save_format="tf")
-        saved_model_bytes = _dir_size(keep / "t2_savedmodel")
-        tflite_bytes = to_tflite(keep / "t2_savedmodel")
-        if float_dir is not None:  # inputs of fink-t2 compress: the float model and how its data was built
-            model.save(keep / "t2.keras")
-            model.save(keep / "t2.h5")
-            (keep / "float_model.json").write_text(json.dumps({
-                "command": command, "data_dir": str(data_dir), "seed": seed, "max_objects": max_objects,
-                "snpcc_objects": snpcc_objects, "max_truncations": max_truncations,
-                "fractions": list(FRACTIONS), "class_weight_power": class_weight_power}, indent=1) + "\n")
-    counts = objects.groupby(["source", "label"]).size()
-    folders = [{"bts": "ztf_bts", "snpcc": "snpcc_des"}[src] for src in sorted(objects["source"].unique())]
-    training = {"data": folders, "seed": seed, "epochs_run": len(val_losses),
-                "best_epoch": int(np.argmin(val_losses)) + 1, "command": command,
-                "objects": {src: int(n) for src, n in objects.groupby("source").size().items()}}
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    model_path.write_bytes(attach_contract(tflite_bytes, make_contract(CLASS_NAMES, training=training,
-                                                                       created=created)))
-
-    proba = predict_tflite(model_path, test.values)
+    model_path.write_bytes(attach_contract(raw, contract))
     metrics = {
-        "model": MODEL_NAME,
-        "created": created,
-        "command": command,
-        "evaluated_on": "BTS test objects (never trained on), quantized .tflite via ai_edge_litert",
-        "test": _evaluate(proba, test),
-        "test_float_keras_reference": {k: {m: v[m] for m in ("log_loss", "accuracy", "macro_f1")}
-                                       for k, v in _evaluate(keras_proba, test).items()},
-        "test_chance_baselines_full_curves": _baselines(objects, test),
-        "val_bts_float_keras": val_bts_metrics,
-        "data": {
-            "data_dir": str(data_dir),
-            "paths": [path for path in ("ztf_bts/lightcurves.csv.gz", "ztf_bts/labels.csv",
-                                        "snpcc_des/lightcurves.parquet", "snpcc_des/labels.csv")
-                      if path.split("/")[0] in folders],
-            "snpcc_cuts": "g and r only, flux/fluxerr >= 5, mag = 27.5 - 2.5 log10(flux)" if snpcc_objects else None,
-            "class_names": list(CLASS_NAMES),
-            "objects": {src: {lab: int(n) for lab, n in counts[src].items()} for src in counts.index.levels[0]
-                        if src in counts.index},
-            "objects_per_split": {f"{src}/{split}": int(n)
-                                  for (src, split), n in objects.groupby(["source", "split"]).size().items()},
-            "examples_per_split": {"train": len(train), "val": len(val), "test": len(test)},
-            "max_objects": max_objects, "snpcc_objects": snpcc_objects, "max_truncations": max_truncations,
-        },
-        "split": {"fractions": dict(zip(("train", "val", "test"), FRACTIONS)), "seed": seed,
-                  "stratified_by": ["source", "label"], "test_sources": ["bts"]},
-        "training": {"epochs_max": epochs, "epochs_run": len(val_losses), "best_epoch": training["best_epoch"],
-                     "best_val_loss": float(min(val_losses)), "batch_size": batch_size,
-                     "learning_rate": learning_rate, "lr_schedule": "ReduceLROnPlateau(val_loss, x0.3, patience 3)",
-                     "loss": ("class-balanced log-loss (weights inverse to frequency)" if class_weight_power == 1
-                              else f"weighted log-loss (weights (inverse frequency) ** {class_weight_power})"),
-                     "class_weight_power": class_weight_power,
-                     "class_weights": dict(zip(CLASS_NAMES, weights.round(6).tolist())),
-                     "early_stopping_patience": patience, "train_seconds": round(train_seconds, 1),
-                     "total_seconds": round(time.time() - start, 1)},
-        "model_size": {"tflite_bytes": model_path.stat().st_size, "tflite_without_contract_bytes": len(tflite_bytes),
-                       "float_savedmodel_dir_bytes": saved_model_bytes, "parameters": int(model.count_params()),
-                       "quantization": "dynamic-range (int8 weights, float32 activations)"},
+        "model": MODEL_NAME, "created": created, "command": command,
+        "recipe": dataclasses.asdict(recipe), "training": {**info, "seconds": round(time.time() - start, 1)},
+        "data": {"data_dir": str(data_dir), "max_objects": max_objects, "class_names": list(CLASS_NAMES),
+                 "objects": {src: {lab: int(n) for lab, n in g.groupby("label").size().items()}
+                             for src, g in object_table(table).groupby("source")}},
+        "cross_validation": cv,
+        "guard": guard_metrics(T2Model(str(model_path)), bts),
+        "model_size": {"tflite_bytes": model_path.stat().st_size, "tflite_without_contract_bytes": len(raw),
+                       "parameters": int(model.count_params()),
+                       "quantization": "dynamic-range (int8 weights, float32 activations)", "variant": "tflite_dynamic"},
         "versions": {"tensorflow": tf.__version__, "tf_keras": keras.__version__},
     }
     (output_dir / METRICS_NAME).write_text(json.dumps(metrics, indent=1) + "\n")
-    if float_dir is not None:  # fink-t2 compress --ship starts from these
+    if float_dir:  # fink-t2 compress starts from these
+        (Path(float_dir) / "float_model.json").write_text(json.dumps(
+            {"data_dir": str(data_dir), "max_objects": max_objects, "recipe": dataclasses.asdict(recipe)}, indent=1))
         (Path(float_dir) / METRICS_NAME).write_text(json.dumps(metrics, indent=1) + "\n")
     if progress:
-        summary = {k: {m: round(v[m], 4) for m in ("log_loss", "accuracy", "macro_f1")}
-                   for k, v in metrics["test"].items()}
-        print(f"wrote {model_path} ({metrics['model_size']['tflite_bytes']} bytes); test: {summary}")
+        print(f"wrote {model_path} ({model_path.stat().st_size} bytes)")
     return metrics
 
 
+def recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """One command-line option per :class:`Recipe` field (defaults: the shipped recipe)."""
+    for f in dataclasses.fields(Recipe):
+        parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
+
+
+def recipe_from(args) -> Recipe:
+    return Recipe(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe)})
+
+
 def main(argv=None) -> dict:
-    """Command line entry: ``python -m fink_t2.model.train``."""
+    """Command line entry: ``fink-t2 train`` / ``python -m fink_t2.model.train``."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--output-dir", default="fink_t2/data")
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--max-objects", type=int, default=None, help="cap objects per source (quick runs)")
-    parser.add_argument("--snpcc-objects", type=int, default=0,
-                        help="class-balanced SNPCC subsample added to training (0: BTS only)")
-    parser.add_argument("--learning-rate", type=float, default=3e-3)
-    parser.add_argument("--batch-size", type=int, default=256)
-    # defaults = the recipe of the shipped model (docs/quality.md): weights (1/frequency)**0.35, 16 examples per object
-    parser.add_argument("--max-truncations", type=int, default=16, help="examples per object (full curve + truncations)")
-    parser.add_argument("--class-weight-power", type=float, default=0.35,
-                        help="class weights = (inverse frequency) ** POWER (1: balanced, 0.5: sqrt, 0: none)")
-    parser.add_argument("--patience", type=int, default=8, help="early-stopping patience (epochs)")
-    parser.add_argument("--float-dir", default="build/model",
-                        help="where the float model is kept for fink-t2 compress ('' : not kept)")
+    parser.add_argument("--float-dir", default="build/model", help="where the float model is kept ('' : not kept)")
+    parser.add_argument("--cv", type=int, default=0, help="cross-validate the recipe over K folds first (0: no)")
+    parser.add_argument("--max-objects", type=int, default=None, help="cap objects per source (quick runs, tests)")
+    recipe_arguments(parser)
     args = parser.parse_args(argv)
-    return train_and_export(args.data_dir, args.output_dir, args.epochs, args.seed, max_objects=args.max_objects,
-                            snpcc_objects=args.snpcc_objects, learning_rate=args.learning_rate,
-                            batch_size=args.batch_size, max_truncations=args.max_truncations,
-                            class_weight_power=args.class_weight_power, patience=args.patience,
-                            float_dir=args.float_dir or None,
-                            command=shlex.join(["python", "-m", "fink_t2.model.train", *argv]))
+    return train_and_export(args.data_dir, args.output_dir, args.float_dir or None, recipe_from(args), args.cv,
+                            args.max_objects, command=shlex.join(["fink-t2", "train", *argv]))
 
 
 if __name__ == "__main__":
