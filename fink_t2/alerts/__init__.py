@@ -15,7 +15,7 @@ Examples
 
 from fink_t2.alerts.avro import CUTOUT_FIELDS, AvroDamage, decode_avro_bytes, read_avro, strip_cutouts
 from fink_t2.alerts.parquet import PARQUET_COLUMNS, read_fink_parquet
-from fink_t2.alerts.sources import FORMATS, detect_format, iter_alert_tables, iter_alerts, sample_data_dir
+from fink_t2.alerts.sources import FORMATS, detect_format, file_format, iter_alert_tables, iter_alerts, sample_data_dir
 from fink_t2.alerts.table import ALERT_SCHEMA, AlertTableBuilder, derive_roid, records_to_table
 from fink_t2.alerts.tarball import is_alert_member, read_tarball
 
@@ -29,6 +29,7 @@ __all__ = [
     "decode_avro_bytes",
     "derive_roid",
     "detect_format",
+    "file_format",
     "is_alert_member",
     "iter_alert_tables",
     "iter_alerts",
