@@ -11,7 +11,7 @@ import sys
 
 
 def _replay(args) -> int:
-    from fink_t2.stream import replay
+    from fink_t2.replay import replay
 
     if args.model:  # the workers' default too ($FINK_T2_MODEL), before any Spark session exists
         os.environ["FINK_T2_MODEL"] = os.path.abspath(args.model)

@@ -229,7 +229,7 @@ def backend(ids: pd.Series) -> pd.Series:
 reports = [json.loads(r.b) for r in spark.range(0, 64, numPartitions=4).select(backend("id").alias("b")).collect()]
 
 from fink_t2.processor import T2_COLUMNS, t2, t2_status
-from fink_t2.stream import load_alerts
+from fink_t2.alerts.binaryfile import load_alerts
 df = load_alerts(spark, sample)
 df = df.withColumn("t2", t2(*T2_COLUMNS)).withColumn("t2_status", t2_status(*T2_COLUMNS))
 scores = {str(r.candid): [r.t2_status, dict(r.t2)] for r in df.select("candid", "t2", "t2_status").collect()}
@@ -274,7 +274,7 @@ def test_local_cluster_gpu_task_sees_its_address_and_falls_back_to_cpu(tmp_path,
 
     # the science module under GPU scheduling scores the sample night as the CPU path does in process
     from fink_t2.processor import T2_COLUMNS, classify
-    from fink_t2.stream import load_alerts
+    from fink_t2.alerts.binaryfile import load_alerts
 
     local = load_alerts(spark, SAMPLE_NIGHT).select("candid", *T2_COLUMNS).toPandas()
     proba, status = classify(*(local[c.split(".")[-1]] for c in T2_COLUMNS))

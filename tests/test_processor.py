@@ -22,7 +22,7 @@ from fink_t2.processor import (
     t2,
     t2_status,
 )
-from fink_t2.stream import load_alerts
+from fink_t2.alerts.binaryfile import load_alerts
 
 
 @pytest.fixture(scope="module")
