@@ -1,12 +1,14 @@
-"""The binaryFile source: each input file decoded into Fink's layout, bad bytes into one row with the error
-(docs/reliability.md)."""
+"""The binaryFile source: each input file decoded into Fink's layout, bad bytes into one row with the error,
+a damaged Avro block into one row beside the alerts of the good blocks (docs/reliability.md)."""
 
 from __future__ import annotations
 
-from fink_t2.alerts import read_fink_parquet, records_to_table
-from fink_t2.alerts.binaryfile import decode_file, empty_files
+import pyarrow.compute as pc
 
-from alert_files import AVRO_NIGHT
+from fink_t2.alerts import read_avro, read_fink_parquet, records_to_table
+from fink_t2.alerts.binaryfile import DECODED_SCHEMA, decode_file, empty_files
+
+from alert_files import AVRO_NIGHT, CONTAINER, container_blocks, damage_block
 
 
 def test_decode_file_turns_bad_bytes_into_one_row_with_the_error():
@@ -25,6 +27,21 @@ def test_schema_33_and_4x_alerts_decode_alike(mixed_night):
     assert row4["ssnamenr"] is None  # removed from the 4.x schema: null, no KeyError
     row33["ssnamenr"], row33["roid"], row33["cdsxmatch"] = None, row4["roid"], row4["cdsxmatch"]
     assert row4 == row33
+
+
+def test_a_damaged_block_becomes_one_row_beside_the_alerts_of_the_good_blocks():
+    data = CONTAINER.read_bytes()
+    blocks = container_blocks(data)
+    offset, size, lost = blocks[2]
+    table = decode_file("file:/night/avro_multi_alerts.avro", damage_block(data, offset, size, "payload"))
+    good = table.filter(pc.is_null(table.column("ingest_error")))
+    errors = table.filter(pc.is_valid(table.column("ingest_error"))).to_pylist()
+    kept = [a for a in read_avro(CONTAINER) if a["candid"] not in lost]
+    assert good.drop_columns(["source_file", "ingest_error"]).equals(records_to_table(kept))  # real alerts, intact
+    assert good.num_rows == 9 and set(good.column("source_file").to_pylist()) == {"file:/night/avro_multi_alerts.avro"}
+    assert len(errors) == 1 and errors[0]["candid"] is None and errors[0]["source_file"] == "file:/night/avro_multi_alerts.avro"
+    assert "damaged" in errors[0]["ingest_error"] and f"bytes {offset}-{offset + size} skipped" in errors[0]["ingest_error"]
+    assert table.schema.equals(DECODED_SCHEMA)
 
 
 def test_the_format_of_each_file_comes_from_the_one_rule(shared_data):

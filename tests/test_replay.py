@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fink_t2.alerts import records_to_table
+from fink_t2.alerts import read_avro, records_to_table
 from fink_t2.contract import attach_contract, read_contract, strip_contract
 from fink_t2.inference import DEFAULT_MODEL_PATH
 from fink_t2.output import RUN_MARKER, UNREADABLE_DIR
@@ -17,7 +17,7 @@ from fink_t2.processor import REJECTED, STATUS_OK, classify
 from fink_t2.replay import replay
 from fink_t2.samples import SAMPLE_NIGHT
 
-from alert_files import AVRO_NIGHT, write_tarball
+from alert_files import AVRO_NIGHT, CONTAINER, container_blocks, damage_block, write_tarball
 from replay_helpers import assert_refused, replay_cli, snapshot, split_output
 
 
@@ -137,6 +137,30 @@ def test_rerun_of_the_mixed_night_adds_nothing(spark, mixed_night, mixed_replay)
     assert again["alerts_processed_this_run"] == 0 and again["alerts_in_output"] == mixed_replay["summary"]["alerts_in_output"]
     assert again["unreadable"] == mixed_replay["summary"]["unreadable"]
     assert len(list((out / UNREADABLE_DIR).iterdir())) == 4  # 3 files + index.json, not copied twice
+
+
+@pytest.mark.slow
+def test_a_damaged_block_of_a_container_file_costs_only_its_alerts(spark, tmp_path):
+    """A real container file with its third block damaged, beside an intact one: the alerts of the good
+    blocks are all in the output, the damage is one unreadable_file row, and the file is kept aside."""
+    night = tmp_path / "night"
+    night.mkdir()
+    data = CONTAINER.read_bytes()
+    offset, size, lost = container_blocks(data)[2]
+    damaged = damage_block(data, offset, size, "payload")
+    (night / CONTAINER.name).write_bytes(damaged)
+    other = CONTAINER.with_name("avro_multi_alerts_other.avro")
+    (night / other.name).write_bytes(other.read_bytes())
+    expected = [a["candid"] for a in read_avro(CONTAINER) if a["candid"] not in lost] + [a["candid"] for a in read_avro(other)]
+    out = tmp_path / "out"
+    summary = replay(str(night), str(out))
+    parts = split_output(spark, out)
+    good, errors = parts["good"], parts["errors"]
+    assert sorted(good.candid) == sorted(expected) and len(expected) == 14 - len(lost) == 12
+    assert len(errors) == 1 and Path(errors.source_file[0]).name == CONTAINER.name
+    assert errors.t2_status[0] == "unreadable_file" and "damaged" in errors.ingest_error[0]
+    assert summary["alerts_in_output"] == len(expected) + 1 and summary["unreadable_files"] == 1
+    assert (out / UNREADABLE_DIR / summary["unreadable"][0]["kept_as"]).read_bytes() == damaged
 
 
 @pytest.mark.slow

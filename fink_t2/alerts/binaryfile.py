@@ -7,7 +7,8 @@ and ``ingest_error``. The format of each file is told by
 :func:`fink_t2.alerts.sources.file_format`, the rule :func:`~fink_t2.alerts.detect_format` uses.
 
 Bad input never kills the stream nor loses an alert silently: a file that cannot be
-decoded becomes one row with ``ingest_error`` set.
+decoded becomes one row with ``ingest_error`` set; an Avro container file with damaged
+blocks keeps the alerts of its good blocks and adds one such row for the damage.
 
 >>> from fink_t2.samples import SAMPLE_NIGHT
 >>> from fink_t2.spark import get_spark
@@ -60,8 +61,9 @@ def decode_file(path: str, content: bytes) -> pa.Table:
     """Alerts of one input file (bytes as given by the binaryFile source) as a DECODED_SCHEMA table."""
     try:
         kind = file_format(path, bytes(content[:4]))
+        damage = []
         if kind == "avro_file":
-            table = records_to_table(decode_avro_bytes(content))
+            table = records_to_table(decode_avro_bytes(content, on_damage=damage.append))
         elif kind == "parquet":
             if "cjd" in pq.read_schema(pa.BufferReader(content)).names:  # a staged chunk, already flat
                 table = pq.read_table(pa.BufferReader(content))
@@ -77,7 +79,13 @@ def decode_file(path: str, content: bytes) -> pa.Table:
         return error_rows([path], [f"{type(err).__name__}: {err}"])
     n = table.num_rows
     table = table.append_column("source_file", pa.array([path] * n, pa.string()))
-    return table.append_column("ingest_error", pa.nulls(n, pa.string()))
+    table = table.append_column("ingest_error", pa.nulls(n, pa.string()))
+    if damage:  # the good blocks' alerts are kept; one row stands for the damaged ones
+        message = (f"{len(damage)} damaged Avro block stretch(es), the alerts of the other blocks ({n}) are kept: "
+                   + "; ".join(map(str, damage)))
+        _LOG.error("fink-t2: %s: %s", path, message)
+        table = pa.concat_tables([table, error_rows([path], [message])])
+    return table
 
 
 def decode_batches(batches):
