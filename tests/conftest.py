@@ -2,7 +2,6 @@
 real alerts mixed with bad files (read by the binaryFile, replay and output tests)."""
 
 import io
-import os
 from pathlib import Path
 
 import fastavro
@@ -33,7 +32,6 @@ def sample_night() -> str:
 def spark():
     from fink_t2.spark import get_spark
 
-    os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYTHON", "python3"))
     session = get_spark("local[2]", app_name="fink-t2-tests")
     yield session
     session.stop()
