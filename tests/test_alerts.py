@@ -152,6 +152,12 @@ def test_contiguous_damaged_blocks_are_one_report(container):
     assert [(r.offset, r.size) for r in reports] == [(blocks[2][0], blocks[2][1] + blocks[3][1])]
 
 
+def test_a_header_longer_than_the_first_read_is_read_whole(container, monkeypatch):
+    data, blocks, alerts = container
+    monkeypatch.setattr("fink_t2.alerts.avro.HEADER_PEEK", 100)  # ZTF's header is ~9 KB
+    assert decode_avro_bytes(data) == alerts and list(read_avro(CONTAINER)) == alerts
+
+
 @pytest.mark.parametrize("data", [b"", b"Obj\x01", b"Obj\x01" + bytes(range(256)) * 8, b"PAR1 not avro"])
 def test_a_file_without_a_readable_header_raises_even_with_on_damage(data):
     with pytest.raises(Exception):

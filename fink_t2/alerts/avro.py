@@ -38,6 +38,8 @@ import fastavro
 CUTOUT_FIELDS = ("cutoutScience", "cutoutTemplate", "cutoutDifference")
 #: bytes of the marker that ends the header and every block of a container file
 SYNC_SIZE = 16
+#: bytes read first for the header (ZTF's schema is about 9 KB)
+HEADER_PEEK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -122,16 +124,7 @@ def decode_avro_bytes(data: bytes, on_damage: Optional[OnDamage] = None) -> list
 
 def _read_blocks(data, on_damage: Optional[OnDamage]) -> Iterator[dict]:
     """Alerts of a container file held in ``data`` (bytes or mmap), one block at a time."""
-    stream = io.BytesIO(data[:_HEADER_PEEK]) if len(data) > _HEADER_PEEK else io.BytesIO(data)
-    while True:  # the header: read by fastavro; a schema larger than the first peek is read again in full
-        try:
-            fastavro.block_reader(stream)
-            break
-        except EOFError:
-            if len(stream.getbuffer()) == len(data):
-                raise
-            stream = io.BytesIO(data[:])
-    header_end = stream.tell()
+    header_end = _header_size(data)
     header, sync = bytes(data[:header_end]), bytes(data[header_end - SYNC_SIZE : header_end])
     damaged: Optional[AvroDamage] = None
     position = header_end
@@ -161,8 +154,21 @@ def _read_blocks(data, on_damage: Optional[OnDamage]) -> Iterator[dict]:
         on_damage(damaged)
 
 
-#: bytes read first for the header (ZTF's schema is about 9 KB)
-_HEADER_PEEK = 1 << 16
+def _header_size(data) -> int:
+    """Bytes of the file's header (schema, codec, sync marker), as fastavro reads it; raises if unreadable."""
+    peek = bytes(data[:HEADER_PEEK])
+    try:
+        return _read_header(peek)
+    except Exception:  # noqa: BLE001 - fastavro reports a header cut short as ValueError
+        if len(peek) == len(data):
+            raise
+    return _read_header(bytes(data))  # a schema larger than the peek
+
+
+def _read_header(head: bytes) -> int:
+    stream = io.BytesIO(head)
+    fastavro.block_reader(stream)  # reads the header only
+    return stream.tell()
 
 
 def _decode_block(header: bytes, block: bytes) -> list[dict]:
