@@ -4,6 +4,9 @@ Every reader yields decoded alert dicts (cutouts removed); :func:`records_to_tab
 flattens them into a :class:`pyarrow.Table` of :data:`ALERT_SCHEMA` with
 Fink-style history-then-current arrays (``cjd``, ``cmagpsf``, ...).
 :func:`iter_alert_tables` does both for any source, in bounded-size chunks.
+For Spark, :mod:`fink_t2.alerts.binaryfile` reads the same files as a DataFrame in
+Fink's layout and :mod:`fink_t2.alerts.staging` prepares a nightly tarball for it
+(both import pyspark, so neither is imported here).
 
 Examples
 --------
