@@ -7,19 +7,22 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.10",
+    # every pyspark allowed below runs on 3.11 (pyspark >= 4.3 needs it); 3.11 and 3.12 are what is tested
+    python_requires=">=3.11",
     packages=find_packages(include=["fink_t2", "fink_t2.*"]),
     package_data={"fink_t2": ["data/*.tflite", "data/*.json"]},
+    # everything fink_t2 imports at run time (fink_t2.model needs the "train" extra)
     install_requires=[
-        "pyspark>=4.0,<5",
-        "fink-utils>=0.79",
-        "astropy",  # fink_utils.spark.utils imports it
-        "fastavro>=1.9",
+        "pyspark>=4.0,<5",  # Structured Streaming, binaryFile source, mapInArrow, pandas UDFs
+        "fink-utils>=0.79",  # Fink's extragalactic cross-match list (the cuts)
+        "astropy",  # fink_utils.spark.utils imports it; fink-utils declares no dependencies
+        "fastavro>=1.9",  # Avro alerts, block by block
         "tqdm>=4",  # fink-t2 fetch progress bar
-        "pyarrow>=15",
+        "pyarrow>=18",  # pyspark 4.3's "sql" extra minimum (Arrow batches of the UDFs)
         "numpy>=1.26",
-        "pandas>=2.0,<3",  # PySpark 4 warns that pandas 3 is not fully supported
-        "ai-edge-litert>=2.0",
+        "pandas>=2.2,<3",  # pyspark 4.3's "sql" extra minimum; pyspark 4 warns that pandas 3 is not fully supported
+        "ai-edge-litert>=2.0",  # the LiteRT interpreter that runs t2.tflite
+        "matplotlib>=3.6",  # fink-t2 report's figures
     ],
     extras_require={
         "train": [

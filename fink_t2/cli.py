@@ -11,7 +11,7 @@ import sys
 
 
 def _replay(args) -> int:
-    from fink_t2.stream import replay
+    from fink_t2.replay import replay
 
     # replay checks the input, the model and the output folder before Spark starts or anything is written
     summary = replay(

@@ -33,7 +33,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from fink_t2.alerts.avro import decode_avro_bytes
-from fink_t2.alerts.tarball import _is_alert_member
+from fink_t2.alerts.tarball import is_alert_member
 
 DEFAULT_BASE_URL = "https://ztf.uw.edu/alerts/public/"
 ENV_BASE_URL = "FINK_T2_ARCHIVE_URL"
@@ -74,7 +74,7 @@ def check_archive(path: str | os.PathLike) -> int:
             raw.seek(0)
             with tarfile.open(fileobj=stream, mode="r|*") as tar:
                 for member in tar:
-                    if _is_alert_member(member):
+                    if is_alert_member(member):
                         if count == 0 and not decode_avro_bytes(tar.extractfile(member).read()):
                             raise ValueError(f"first alert file {member.name} holds no alert")
                         count += 1

@@ -1,7 +1,7 @@
 """Real Fink science modules (fink-science, from PyPI) applied beside t2 in one DataFrame.
 
 Each entry says which fink-science UDF to call and with which columns of the
-Fink layout produced by :mod:`fink_t2.stream`, exactly as Fink's science stage
+Fink layout produced by :mod:`fink_t2.alerts.binaryfile`, exactly as Fink's science stage
 does. fink-science declares no dependencies: each module needs its own
 (``pip install 'fink-t2[fink]'`` brings those of ``nalerthist`` and ``roid``;
 SuperNNova needs ``supernnova`` + CPU ``torch``, which pin numpy < 2, so the

@@ -16,7 +16,8 @@ Examples
 --------
 On 124 real alerts of 2021-11-22 from Fink's science stage:
 
->>> from fink_t2.stream import get_spark, load_alerts
+>>> from fink_t2.alerts.binaryfile import load_alerts
+>>> from fink_t2.spark import get_spark
 >>> from fink_t2.samples import SAMPLE_NIGHT
 >>> spark = get_spark()
 >>> df = load_alerts(spark, SAMPLE_NIGHT)

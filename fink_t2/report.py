@@ -1,25 +1,11 @@
 """What t2 found in a replayed night: a self-contained HTML page (``fink-t2 report``).
 
 Reads the parquet written by ``fink-t2 replay`` through the file sink's
-exactly-once log (:func:`committed_files`), and shows the alerts per predicted
-class, the top probability per class, the alerts each cut rejected, the run's
-throughput (``OUTPUT/_fink_t2_summary.json``, written by the replay), and the
-g/r light curves of each class's top candidates. Figures are PNGs written beside
-the HTML and embedded in it as ``data:`` URIs: the page opens without network.
-
-The sink's log ``OUTPUT/_spark_metadata/`` holds one file per committed batch
-(``0``, ``1``, ..., every tenth compacted into ``N.compact`` with all earlier
-entries): a ``v1`` line, then one JSON entry per file written.
-
->>> import json, tempfile
->>> out = Path(tempfile.mkdtemp())
->>> (out / "_spark_metadata").mkdir()
->>> entry = lambda name: json.dumps({"path": f"file://{out}/{name}", "action": "add"})
->>> _ = (out / "_spark_metadata" / "9.compact").write_text("v1\\n" + entry("a.parquet"))
->>> _ = (out / "_spark_metadata" / "10").write_text("v1\\n" + entry("b.parquet"))
->>> _ = (out / "_spark_metadata" / "3").write_text("v1\\n" + entry("old.parquet"))
->>> [Path(p).name for p in committed_files(out)]
-['a.parquet', 'b.parquet']
+exactly-once log (:func:`fink_t2.output.committed_files`), and shows the alerts
+per predicted class, the top probability per class, the alerts each cut rejected,
+the run's throughput (the replay's summary, :func:`fink_t2.output.read_summary`),
+and the g/r light curves of each class's top candidates. Figures are PNGs written
+beside the HTML and embedded in it as ``data:`` URIs: the page opens without network.
 """
 
 from __future__ import annotations
@@ -27,11 +13,9 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import re
 from pathlib import Path
 from string import Template
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pandas as pd
@@ -39,7 +23,8 @@ import pyarrow.dataset as ds
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-SUMMARY_FILE = "_fink_t2_summary.json"
+from fink_t2.output import SUMMARY_FILE, committed_files, read_summary
+
 COLUMNS = ["objectId", "candid", "t2", "t2_status", "t2_class", "cjd", "cfid", "cmagpsf", "csigmapsf", "cdiffmaglim"]
 BANDS = {1: ("g", "green"), 2: ("r", "red")}
 TOP_N = 5
@@ -63,44 +48,6 @@ $proba_img
 $candidates
 </body></html>
 """)
-
-
-def committed_files(output_dir) -> list[str]:
-    """Parquet files of a Spark file-sink output, as its ``_spark_metadata`` log commits them.
-
-    Without a log, every ``*.parquet`` not under a ``_``/``.`` folder (Spark's own rule).
-    """
-    output_dir = Path(output_dir)
-    log = output_dir / "_spark_metadata"
-    if not log.is_dir():
-        return sorted(
-            str(p) for p in output_dir.rglob("*.parquet")
-            if not any(part.startswith(("_", ".")) for part in p.relative_to(output_dir).parts)
-        )
-    batches = {int(m[1]): f for f in log.iterdir() if (m := re.fullmatch(r"(\d+)(\.compact)?", f.name))}
-    compacted = [b for b, f in batches.items() if f.name.endswith(".compact")]
-    start = max(compacted, default=min(batches, default=0))
-    files: dict[str, None] = {}
-    for batch in sorted(b for b in batches if b >= start):
-        lines = batches[batch].read_text().splitlines()
-        if not lines or lines[0] != "v1":
-            raise ValueError(f"{batches[batch]}: not a Spark file sink log (expected a 'v1' header)")
-        for entry in map(json.loads, filter(str.strip, lines[1:])):
-            path = _local(entry["path"], output_dir)
-            if entry.get("action", "add") == "delete":
-                files.pop(path, None)
-            else:
-                files[path] = None
-    return list(files)
-
-
-def _local(uri: str, output_dir: Path) -> str:
-    """Local path of a logged ``file:`` URI (the same file name in ``output_dir`` if the folder moved)."""
-    parsed = urlparse(uri)
-    if parsed.scheme not in ("", "file"):
-        return uri
-    path = Path(unquote(parsed.path))
-    return str(path if path.exists() else output_dir / path.name)
 
 
 def load_output(output_dir) -> pd.DataFrame:
@@ -189,8 +136,7 @@ def write_report(output_dir, html_path=None, top_n: int = TOP_N) -> dict:
             f"{table}</table>{_png(fig, png('top_' + re.sub(r'[^a-z0-9]+', '_', cls.lower())))}"
         )
 
-    summary_file = output_dir / SUMMARY_FILE
-    run = json.loads(summary_file.read_text()) if summary_file.exists() else None
+    run = read_summary(output_dir)
     throughput = (
         f"{run['alerts_processed_this_run']} alerts processed in {run['wall_time_s']} s: "
         f"<b><span id=\"alerts_per_s\">{run['alerts_per_s']}</span></b> alerts/s (wall time, Spark start-up included)"

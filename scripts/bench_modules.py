@@ -45,7 +45,9 @@ from fink_t2.model_ref import DEFAULT_MODEL_PATH  # noqa: E402
 from fink_t2.processor import T2_COLUMNS, t2  # noqa: E402
 from fink_t2.samples import SAMPLE_NIGHT, SHARED_DATA  # noqa: E402
 from fink_t2.sequences import build_sequences  # noqa: E402
-from fink_t2.stream import get_spark, load_alerts, with_t2  # noqa: E402
+from fink_t2.alerts.binaryfile import load_alerts  # noqa: E402
+from fink_t2.replay import with_t2  # noqa: E402
+from fink_t2.spark import get_spark  # noqa: E402
 
 
 def timed(fn, repeats: int) -> float:

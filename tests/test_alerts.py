@@ -5,6 +5,7 @@ The data directory is ``$FINK_T2_DATA`` or ``<repo>/../shared/data``.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tarfile
@@ -27,6 +28,8 @@ from fink_t2.alerts import (
     records_to_table,
 )
 from fink_t2.alerts.table import HISTORY_FIELDS
+
+from alert_files import CONTAINER, DAMAGES, container_blocks, damage_block
 
 DATA = Path(os.environ.get("FINK_T2_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 ALERTS = DATA / "ztf_alerts"
@@ -92,6 +95,73 @@ def test_decode_avro_bytes_equals_read_avro():
     assert decode_avro_bytes(file.read_bytes()) == list(read_avro(file))
     with open(file, "rb") as stream:
         assert [a["candid"] for a in read_avro(stream)] == [a["candid"] for a in read_avro(file)]
+
+
+# --- a real container file with one damaged block: only that block's alerts are lost ------------
+
+
+@pytest.fixture(scope="module")
+def container():
+    data = CONTAINER.read_bytes()
+    blocks = container_blocks(data)
+    assert [len(candids) for _, _, candids in blocks] == [2, 2, 2, 2, 2, 1]
+    return data, blocks, list(read_avro(CONTAINER))
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+@pytest.mark.parametrize("block", [2, 5])
+def test_a_damaged_block_costs_only_its_own_alerts(container, how, block):
+    data, blocks, alerts = container
+    offset, size, lost = blocks[block]
+    damaged = damage_block(data, offset, size, how)
+    reports = []
+    kept = list(read_avro(damaged, on_damage=reports.append))
+    assert kept == [a for a in alerts if a["candid"] not in lost]  # the real alerts of the other blocks, intact
+    assert len(kept) == len(alerts) - len(lost)
+    assert [(r.offset, r.size) for r in reports] == [(offset, size)] and str(reports[0]).endswith("skipped)")
+    # the same from a file on disk (read through mmap) and from bytes
+    with io.BytesIO(damaged) as stream:
+        assert [a["candid"] for a in read_avro(stream, on_damage=lambda r: None)] == [a["candid"] for a in kept]
+    assert decode_avro_bytes(damaged, on_damage=lambda r: None) == kept
+    # without on_damage the damage raises, after the alerts of the blocks before it
+    seen = []
+    with pytest.raises(Exception):
+        for alert in read_avro(damaged):
+            seen.append(alert["candid"])
+    assert seen == [c for _, _, candids in blocks[:block] for c in candids]
+
+
+def test_two_damaged_blocks_and_a_truncated_end(container, tmp_path):
+    data, blocks, alerts = container
+    damaged = damage_block(damage_block(data, *blocks[1][:2], "payload"), *blocks[3][:2], "marker")
+    path = tmp_path / "damaged.avro"
+    path.write_bytes(damaged[:-100])  # the last block is cut short too
+    reports = []
+    kept = [a["candid"] for a in read_avro(path, on_damage=reports.append)]
+    lost = blocks[1][2] + blocks[3][2] + blocks[5][2]
+    assert kept == [a["candid"] for a in alerts if a["candid"] not in lost]
+    assert [r.offset for r in reports] == [blocks[1][0], blocks[3][0], blocks[5][0]]
+
+
+def test_contiguous_damaged_blocks_are_one_report(container):
+    data, blocks, alerts = container
+    damaged = damage_block(damage_block(data, *blocks[2][:2], "payload"), *blocks[3][:2], "count")
+    reports = []
+    kept = [a["candid"] for a in read_avro(damaged, on_damage=reports.append)]
+    assert kept == [c for i, (_, _, candids) in enumerate(blocks) if i not in (2, 3) for c in candids]
+    assert [(r.offset, r.size) for r in reports] == [(blocks[2][0], blocks[2][1] + blocks[3][1])]
+
+
+def test_a_header_longer_than_the_first_read_is_read_whole(container, monkeypatch):
+    data, blocks, alerts = container
+    monkeypatch.setattr("fink_t2.alerts.avro.HEADER_PEEK", 100)  # ZTF's header is ~9 KB
+    assert decode_avro_bytes(data) == alerts and list(read_avro(CONTAINER)) == alerts
+
+
+@pytest.mark.parametrize("data", [b"", b"Obj\x01", b"Obj\x01" + bytes(range(256)) * 8, b"PAR1 not avro"])
+def test_a_file_without_a_readable_header_raises_even_with_on_damage(data):
+    with pytest.raises(Exception):
+        decode_avro_bytes(data, on_damage=lambda r: None)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_COUNTS))

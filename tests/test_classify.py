@@ -78,7 +78,7 @@ def test_same_as_build_sequences_per_object(young_subset):
 
 def test_stream_and_classify_agree_on_real_alerts(spark, sample_night, shared_data):
     """The same light curves, built from real alerts, through the Spark UDF and through fink-t2 classify."""
-    from fink_t2.stream import load_alerts
+    from fink_t2.alerts.binaryfile import load_alerts
 
     paths = [sample_night, str(shared_data / "ztf_alerts" / "multi_alert_avro_2019")]
     for path in paths:

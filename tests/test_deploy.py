@@ -241,7 +241,7 @@ def backend(ids: pd.Series) -> pd.Series:
 reports = [json.loads(r.b) for r in spark.range(0, 64, numPartitions=4).select(backend("id").alias("b")).collect()]
 
 from fink_t2.processor import T2_COLUMNS, t2, t2_status
-from fink_t2.stream import load_alerts
+from fink_t2.alerts.binaryfile import load_alerts
 df = load_alerts(spark, sample)
 df = df.withColumn("t2", t2(*T2_COLUMNS)).withColumn("t2_status", t2_status(*T2_COLUMNS))
 scores = {str(r.candid): [r.t2_status, dict(r.t2)] for r in df.select("candid", "t2", "t2_status").collect()}
@@ -285,9 +285,9 @@ def test_local_cluster_gpu_task_sees_its_address_and_falls_back_to_cpu(tmp_path,
         assert {r["pid"] for r in reports} <= set(pids)
 
     # the science module under GPU scheduling scores the sample night as the CPU path does in process
+    from fink_t2.alerts.binaryfile import load_alerts
     from fink_t2.classifier import classify_columns
     from fink_t2.processor import DEFAULT_MODEL, T2_COLUMNS
-    from fink_t2.stream import load_alerts
 
     local = load_alerts(spark, SAMPLE_NIGHT).select("candid", *T2_COLUMNS).toPandas()
     proba, status = classify_columns(*(local[c.split(".")[-1]] for c in T2_COLUMNS), model=load_model(DEFAULT_MODEL))
@@ -326,11 +326,12 @@ def _can_hide_a_folder() -> bool:
     return subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True).returncode == 0
 
 
-@pytest.fixture
-def standalone_cluster(tmp_path, request):
+@pytest.fixture(scope="module")
+def standalone_cluster(tmp_path_factory, request):
     """A Spark standalone master and worker from the pyspark wheel on 127.0.0.1 (what sbin/start-master.sh
     and start-worker.sh do: the wheel ships only sbin/spark-daemon.sh). The worker runs in a private mount
-    namespace where ``tmp_path/driver_only`` is an empty tmpfs when the machine allows it."""
+    namespace where ``driver_only`` is an empty tmpfs when the machine allows it."""
+    tmp_path = tmp_path_factory.mktemp("cluster")
     if shutil.which("ps") is None:
         pytest.fail("spark-daemon.sh needs ps: apt-get install -y procps")
     driver_only = tmp_path / "driver_only"
@@ -372,12 +373,15 @@ def standalone_cluster(tmp_path, request):
         worker = ["unshare", "-m", "--propagation", "private", "sh", "-c", f"{hide} && exec {shlex.join(worker)}"]
     subprocess.run(worker, env=env, check=True, capture_output=True, timeout=60)
     _wait_for(tmp_path / "logs" / f"*{worker_class}*.out", "Successfully registered with master")
-    return {"url": url, "env": env, "work": tmp_path / "work", "driver_only": driver_only, "isolated": isolated}
+    worker_pid = int((tmp_path / "pids" / f"spark-{ident}-{worker_class}-1.pid").read_text())
+    return {"url": url, "env": env, "work": tmp_path / "work", "driver_only": driver_only, "isolated": isolated,
+            "worker_pid": worker_pid}
 
 
-@pytest.mark.slow
-def test_spark_submit_replay_on_a_standalone_cluster(standalone_cluster, tmp_path):
-    cluster = standalone_cluster
+@pytest.fixture(scope="module")
+def submitted_replay(standalone_cluster, tmp_path_factory) -> dict:
+    """The sample night replayed by spark-submit on the cluster, the model given from the driver-only folder."""
+    cluster, tmp_path = standalone_cluster, tmp_path_factory.mktemp("submit")
     model = cluster["driver_only"] / "t2-shipped.tflite"  # executors cannot read it when isolated
     shutil.copyfile(DEFAULT_MODEL_PATH, model)
     out = tmp_path / "out"
@@ -389,6 +393,12 @@ def test_spark_submit_replay_on_a_standalone_cluster(standalone_cluster, tmp_pat
         "scripts/replay_job.py", SAMPLE_NIGHT, "--output", str(out), "--model", str(model),
     ]
     proc = subprocess.run(submit, cwd=REPO_ROOT, env=cluster["env"], capture_output=True, text=True, timeout=400)
+    return {"proc": proc, "model": model, "out": out}
+
+
+@pytest.mark.slow
+def test_spark_submit_replay_on_a_standalone_cluster(standalone_cluster, submitted_replay):
+    cluster, proc, model, out = standalone_cluster, *(submitted_replay[k] for k in ("proc", "model", "out"))
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = json.loads(proc.stdout[proc.stdout.index("{"):])
     assert summary["alerts_in_output"] == summary["alerts_processed_this_run"] == SAMPLE_ALERTS
@@ -397,5 +407,19 @@ def test_spark_submit_replay_on_a_standalone_cluster(standalone_cluster, tmp_pat
     # the job ran on the cluster's executor, which received the model through --files
     executor_dirs = list(cluster["work"].glob("app-*/*"))
     assert executor_dirs and all((d / model.name).is_file() for d in executor_dirs), executor_dirs
+
+
+@pytest.mark.slow
+def test_the_executors_could_not_read_the_drivers_model_folder(standalone_cluster, submitted_replay):
+    """What makes the replay above show the --files copy at work: seen from the worker (whose executors
+    share its mount namespace), the driver's model folder was empty while the driver read the model there."""
+    cluster = standalone_cluster
     if not cluster["isolated"]:
-        print("note: no private mount namespace here; executors could also read the driver's model path")
+        pytest.skip("no private mount namespace here (unshare -m needs root or CAP_SYS_ADMIN): the executors could "
+                    "read the driver's model path, so the replay above does not show that they loaded the --files copy")
+    assert submitted_replay["proc"].returncode == 0
+    hidden, pid = cluster["driver_only"], cluster["worker_pid"]
+    assert (hidden / submitted_replay["model"].name).is_file()  # the driver's copy, where the driver reads it
+    assert os.listdir(f"/proc/{pid}/root{hidden}") == []  # the same path, in the worker's mount namespace
+    mounts = [line.split() for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()]
+    assert any(m[4] == str(hidden) and m[m.index("-") + 1] == "tmpfs" for m in mounts), f"no tmpfs on {hidden}"

@@ -19,9 +19,9 @@ from fink_t2.cuts import (
     STATUS_OK,
     STATUS_TOO_OLD,
 )
+from fink_t2.alerts.binaryfile import load_alerts
 from fink_t2.inference import load_model
 from fink_t2.processor import DEFAULT_MODEL, T2_COLUMNS, maxclass, t2, t2_status
-from fink_t2.stream import load_alerts
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,9 @@ from urllib.parse import urlparse
 import pytest
 
 from fink_t2.cli import main
-from fink_t2.report import SUMMARY_FILE, committed_files, load_output, write_report
-from fink_t2.stream import replay
+from fink_t2.output import SUMMARY_FILE, committed_files
+from fink_t2.replay import replay
+from fink_t2.report import load_output, write_report
 
 pytestmark = pytest.mark.slow
 

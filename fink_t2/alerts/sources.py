@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import tarfile
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
 
 import pyarrow as pa
 
@@ -35,6 +35,8 @@ from fink_t2.alerts.table import AlertTableBuilder
 from fink_t2.alerts.tarball import read_tarball
 
 FORMATS = ("avro_dir", "avro_file", "tarball", "parquet")
+#: the files of a folder source that belong to it, by format (the Spark source lists them with these patterns)
+FOLDER_GLOBS = {"avro_dir": "*.avro", "parquet": "*.parquet"}
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 _AVRO_MAGIC = b"Obj\x01"
 _PARQUET_MAGIC = b"PAR1"
@@ -50,7 +52,7 @@ def sample_data_dir() -> Path:
 
 def _avro_files(directory: Path) -> list[Path]:
     """The ``*.avro`` files directly in ``directory``, sorted by name."""
-    return sorted(file for file in directory.glob("*.avro") if file.is_file() and not file.name.startswith("._"))
+    return sorted(file for file in directory.glob(FOLDER_GLOBS["avro_dir"]) if file.is_file() and not file.name.startswith("._"))
 
 
 def detect_format(path: Union[str, os.PathLike]) -> str:
@@ -83,22 +85,41 @@ def detect_format(path: Union[str, os.PathLike]) -> str:
         if _avro_files(path):
             return "avro_dir"
         raise ValueError(f"alert source {path}: directory holds no .parquet nor .avro files")
-    name = path.name.lower()
+    kind = file_format(path.name)
+    if kind is None:
+        with open(path, "rb") as stream:
+            kind = file_format(path.name, stream.read(len(_AVRO_MAGIC)))
+    if kind is None and tarfile.is_tarfile(path):
+        kind = "tarball"
+    if kind is None:
+        raise ValueError(f"alert source {path}: unknown format (expected one of {', '.join(FORMATS)})")
+    return kind
+
+
+def file_format(name: str, head: bytes = b"") -> Optional[str]:
+    """Format of one alert file from its name, else from its first bytes ``head``; None if neither tells.
+
+    The one rule for files, used by :func:`detect_format` and by the Spark source
+    (:mod:`fink_t2.alerts.binaryfile`), which has the bytes but not the file:
+    ``"tarball"`` (by name only), ``"avro_file"`` or ``"parquet"``.
+
+    >>> file_format("ztf_public_20200101.tar.gz"), file_format("file:/night/1095578115815010001.avro")
+    ('tarball', 'avro_file')
+    >>> file_format("part-0"), file_format("part-0", b"PAR1"), file_format("alert", b"Obj\\x01")
+    (None, 'parquet', 'avro_file')
+    """
+    name = name.lower()
     if name.endswith(_TAR_SUFFIXES):
         return "tarball"
     if name.endswith(".avro"):
         return "avro_file"
     if name.endswith(".parquet"):
         return "parquet"
-    with open(path, "rb") as stream:
-        magic = stream.read(4)
-    if magic == _AVRO_MAGIC:
+    if head.startswith(_AVRO_MAGIC):
         return "avro_file"
-    if magic == _PARQUET_MAGIC:
+    if head.startswith(_PARQUET_MAGIC):
         return "parquet"
-    if tarfile.is_tarfile(path):
-        return "tarball"
-    raise ValueError(f"alert source {path}: unknown format (expected one of {', '.join(FORMATS)})")
+    return None
 
 
 def iter_alerts(path: Union[str, os.PathLike]) -> Iterator[dict]:

@@ -28,7 +28,7 @@ from typing import BinaryIO, Callable, Iterator, Optional, Union
 from fink_t2.alerts.avro import decode_avro_bytes
 
 
-def _is_alert_member(member: tarfile.TarInfo) -> bool:
+def is_alert_member(member: tarfile.TarInfo) -> bool:
     """A regular ``.avro`` file, not a macOS ``._`` resource fork."""
     name = posixpath.basename(member.name)
     return member.isfile() and name.endswith(".avro") and not name.startswith("._")
@@ -65,7 +65,7 @@ def read_tarball(path: Union[str, os.PathLike, BinaryIO], on_error: Optional[OnE
             opened = tarfile.open(fileobj=path, mode="r|*")
         with opened as tar:
             for member in tar:
-                if not _is_alert_member(member):
+                if not is_alert_member(member):
                     continue
                 stream = tar.extractfile(member)
                 if stream is None:

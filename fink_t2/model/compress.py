@@ -35,7 +35,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from fink_t2.model.export import strip_flatbuffer, tflite_bytes  # noqa: E402
+from fink_t2.model.export import DYNAMIC_RANGE, strip_flatbuffer, tflite_bytes  # noqa: E402
 
 FLOAT_DIR = "build/model"
 OUT_DIR = "build/compress"
@@ -48,7 +48,7 @@ VARIANTS = {
     "keras": ("t2.keras", "keras", "float32 Keras v3 zip"),
     "h5": ("t2.h5", "keras", "float32 Keras HDF5"),
     "tflite_float": ("t2_float.tflite", "tflite", "float32 TFLite FlatBuffer"),
-    "tflite_dynamic": ("t2_dynamic.tflite", "tflite", "TFLite dynamic-range quantization (int8 weights, float activations)"),
+    "tflite_dynamic": ("t2_dynamic.tflite", "tflite", DYNAMIC_RANGE),
     "tflite_int8": ("t2_int8.tflite", "tflite", "TFLite full-integer quantization (int8 weights and activations, "
                     "float32 input/output and softmax), calibrated on training sequences"),
     "tflite_int8_stripped": ("t2_int8_stripped.tflite", "tflite", "tflite_int8 without nonessential FlatBuffer "

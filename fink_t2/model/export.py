@@ -14,6 +14,9 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+#: what the dynamic-range variant is, as the metrics and docs name it
+DYNAMIC_RANGE = "TFLite dynamic-range quantization (int8 weights, float activations)"
+
 
 def _converter_from_keras(model):
     """TFLite converter of a tf-keras model."""

@@ -41,7 +41,7 @@ from fink_t2.contract import attach_contract, make_contract  # noqa: E402
 from fink_t2.cuts import MIN_EPOCHS  # noqa: E402
 from fink_t2.model.architecture import build_model  # noqa: E402
 from fink_t2.model.datasets import CLASS_NAMES, load_table, object_table, validation_ids  # noqa: E402
-from fink_t2.model.export import tflite_bytes  # noqa: E402
+from fink_t2.model.export import DYNAMIC_RANGE, tflite_bytes  # noqa: E402
 from fink_t2.model.views import Views, alert_views, sample_views  # noqa: E402
 from fink_t2.sequences import build_sequences  # noqa: E402
 
@@ -178,7 +178,7 @@ def train_and_export(data_dir="../shared/data", output_dir="fink_t2/data", float
         "guard": guard_metrics(T2Model(str(model_path)), bts),
         "model_size": {"tflite_bytes": model_path.stat().st_size, "tflite_without_contract_bytes": len(raw),
                        "parameters": int(model.count_params()),
-                       "quantization": "dynamic-range (int8 weights, float32 activations)", "variant": "tflite_dynamic"},
+                       "quantization": DYNAMIC_RANGE, "variant": "tflite_dynamic"},
         "versions": {"tensorflow": tf.__version__, "tf_keras": keras.__version__},
     }
     (output_dir / METRICS_NAME).write_text(json.dumps(metrics, indent=1) + "\n")
