@@ -64,6 +64,10 @@ class Recipe:
     #: class-balanced SNPCC objects added to training (0: BTS only)
     snpcc_objects: int = 0
     validation_fraction: float = 0.15
+    #: post-hoc calibration fitted on the validation views and folded into the last layer (no extra op):
+    #: "none"; "temperature" (one temperature: keeps every argmax); "age" (temperature plus class offsets
+    #: linear in the alert's age and ndethist channels: undoes the class weights where they mislead)
+    calibration: str = "temperature"
     seed: int = 42
 
 
@@ -118,10 +122,71 @@ def fit(train_table, val_table, recipe: Recipe, progress: bool = True):
                         validation_data=(x_val, y_val, weights[y_val]), callbacks=callbacks, shuffle=True,
                         verbose=2 if progress else 0)
     losses = history.history["val_loss"]
-    info = {"training_views": int(len(y)), "validation_views": int(len(y_val)), "epochs_run": len(losses),
+    calibration = calibrate(model, x_val, y_val, recipe.calibration)
+    info = {"calibration": calibration, "training_views": int(len(y)), "validation_views": int(len(y_val)), "epochs_run": len(losses),
             "best_epoch": int(np.argmin(losses)) + 1, "best_val_loss": float(min(losses)),
             "class_weights": dict(zip(CLASS_NAMES, weights.round(6).tolist()))}
     return model, info
+
+
+#: channels of the alert's own epoch (the model's ``now`` features) that the "age" calibration may use
+CALIBRATION_CHANNELS = ("age", "log_ndethist")
+
+
+def calibrate(model, x_val: np.ndarray, y_val: np.ndarray, mode: str = "temperature") -> dict:
+    """Fit a calibration of the softmax on validation views and fold it into the ``probabilities`` layer.
+
+    The network ends in ``softmax(W h + b)`` where ``h`` includes the alert's own-epoch channels; the
+    calibrated output ``softmax((W h + b) / T + c + D now[age, ndethist])`` is again one Dense layer
+    (``W / T`` plus ``D`` on those inputs, ``b / T + c``), so the exported model is unchanged in size and
+    speed. Fitted by minimising the unweighted log-loss of the validation views (the evaluation's
+    distribution: at most ``views_per_bucket`` views per object and age bucket), L2-regularised.
+    """
+    from scipy.optimize import minimize
+
+    from fink_t2.sequences import CHANNELS
+
+    if mode == "none" or len(y_val) == 0:
+        return {"mode": "none"}
+    if mode not in ("temperature", "age"):
+        raise ValueError(f"unknown calibration {mode!r}")
+    layer = model.get_layer("probabilities")
+    kernel, bias = layer.get_weights()
+    n_classes = kernel.shape[1]
+    logits = np.log(np.clip(model.predict(x_val, batch_size=1024, verbose=0).astype(np.float64), 1e-12, 1))
+    chan = [CHANNELS.index(c) for c in CALIBRATION_CHANNELS]
+    extra = x_val[:, -1, chan].astype(np.float64) if mode == "age" else np.zeros((len(y_val), 0))
+    n_extra = extra.shape[1]
+
+    def unpack(theta):
+        t = np.exp(theta[0])
+        c = theta[1:1 + n_classes]
+        d = theta[1 + n_classes:].reshape(n_extra, n_classes)
+        return t, c, d
+
+    def loss(theta):
+        t, c, d = unpack(theta)
+        z = logits / t + (c + extra @ d if mode == "age" else 0.0)
+        z -= z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return -np.mean(logp[np.arange(len(y_val)), y_val]) + 1e-3 * np.sum(theta[1:] ** 2)
+
+    theta0 = np.zeros(1 + (n_classes + n_extra * n_classes if mode == "age" else 0))
+    before = loss(theta0)
+    theta = minimize(loss, theta0, method="L-BFGS-B").x
+    t, c, d = unpack(theta)
+    kernel = kernel / t
+    bias = bias / t
+    if mode == "age":
+        # the concatenated ``now`` features are the last len(CHANNELS) inputs of the layer
+        first_now = kernel.shape[0] - len(CHANNELS)
+        for j, ch in enumerate(chan):
+            kernel[first_now + ch] += d[j]
+        bias = bias + c
+    layer.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+    return {"mode": mode, "temperature": float(t), "class_offsets": c.round(6).tolist(),
+            "channel_offsets": {CALIBRATION_CHANNELS[j]: d[j].round(6).tolist() for j in range(n_extra)},
+            "val_log_loss_before": float(before), "val_log_loss_after": float(loss(theta))}
 
 
 def dynamic_tflite(model, keep_dir: Path | None = None) -> bytes:
