@@ -93,7 +93,7 @@ def posthoc(name: str, mode: str, data_dir: str) -> dict:
     """Re-score experiment ``name``'s folds with a calibration fitted on their validation views."""
     from fink_t2.model.datasets import cv_folds, load_bts, object_table
     from fink_t2.model.evaluate import bucket_metrics, class_prior, summarize_folds
-    from fink_t2.model.train import CALIBRATION_CHANNELS
+    from fink_t2.model.calibration import CALIBRATION_CHANNELS
     from fink_t2.sequences import CHANNELS
 
     out = Path("build/exp") / name

@@ -16,7 +16,8 @@ from fink_t2.model.architecture import build_model, keras  # noqa: E402
 from fink_t2.model.datasets import (CLASS_NAMES, cv_folds, load_bts, load_snpcc, load_table,  # noqa: E402
                                     object_table, type_to_class, validation_ids)
 from fink_t2.model.evaluate import guard_metrics  # noqa: E402
-from fink_t2.model.train import CALIBRATION_CHANNELS, Recipe, calibrate, train_and_export, view_inputs  # noqa: E402
+from fink_t2.model.calibration import CALIBRATION_CHANNELS, calibrate  # noqa: E402
+from fink_t2.model.train import Recipe, train_and_export, view_inputs  # noqa: E402
 from fink_t2.model.views import AGE_BUCKETS, alert_views, sample_views  # noqa: E402
 from fink_t2.sequences import CHANNELS, SEQUENCE_LENGTH, WINDOW_DAYS, build_sequences  # noqa: E402
 
@@ -76,7 +77,8 @@ def test_every_labelled_type_is_mapped():
 
 
 def test_tables_and_grouped_stratified_folds(bts):
-    assert set(bts.columns) == {"object_id", "jd", "fid", "mag", "label", "source"}
+    assert set(bts.columns) == {"object_id", "jd", "fid", "mag", "magerr", "label", "source", "redshift"}
+    assert (bts["magerr"] > 0).all() and bts.groupby("object_id")["redshift"].first().notna().mean() > 0.99
     assert set(bts["fid"]) == {1, 2} and bts["jd"].min() > 2400000.5 and set(bts["source"]) == {"bts"}
     snpcc = load_snpcc(DATA_DIR, max_objects=30, seed=1)
     assert snpcc["object_id"].nunique() == 30 and set(snpcc["fid"]) <= {1, 2}

@@ -34,12 +34,14 @@ from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from fink_t2.contract import attach_contract, make_contract  # noqa: E402
 from fink_t2.cuts import MIN_EPOCHS  # noqa: E402
 from fink_t2.model.architecture import build_model  # noqa: E402
+from fink_t2.model.calibration import calibrate  # noqa: E402
 from fink_t2.model.datasets import CLASS_NAMES, load_table, object_table, validation_ids  # noqa: E402
 from fink_t2.model.export import tflite_bytes  # noqa: E402
 from fink_t2.model.views import Views, alert_views, sample_views  # noqa: E402
@@ -61,8 +63,13 @@ class Recipe:
     class_weight_power: float = 0.5
     #: training views per (object, alert-age bucket)
     views_per_bucket: int = 2
+    #: redshifted, re-observed copies of each training BTS object (``fink_t2.model.augment``; 0: none)
+    augment_copies: int = 0
     #: class-balanced SNPCC objects added to training (0: BTS only)
     snpcc_objects: int = 0
+    #: >0: the SNPCC objects pretrain the network for at most this many epochs, then it is fine-tuned on
+    #: the BTS objects alone (0: SNPCC objects, if any, are mixed into the BTS training views)
+    pretrain_epochs: int = 0
     validation_fraction: float = 0.15
     #: post-hoc calibration fitted on the validation views and folded into the last layer (no extra op):
     #: "none"; "temperature" (one temperature: keeps every argmax); "age" (temperature plus class offsets
@@ -108,7 +115,13 @@ def view_inputs(views: Views) -> tuple[np.ndarray, np.ndarray]:
 def fit(train_table, val_table, recipe: Recipe, progress: bool = True):
     """Train a fresh t2 on the sampled alert views of ``train_table``, early-stopped on ``val_table``'s."""
     set_seeds(recipe.seed)
-    x, y = view_inputs(sample_views(alert_views(train_table), recipe.views_per_bucket, recipe.seed))
+    if recipe.augment_copies:  # only the objects of this training table: held-out objects never leak
+        from fink_t2.model.augment import augment
+
+        train_table = pd.concat([train_table, augment(train_table, recipe.augment_copies, recipe.seed)],
+                                ignore_index=True)
+    pretrain = train_table["source"] == "snpcc" if recipe.pretrain_epochs else np.zeros(len(train_table), bool)
+    x, y = view_inputs(sample_views(alert_views(train_table[~pretrain]), recipe.views_per_bucket, recipe.seed))
     x_val, y_val = view_inputs(sample_views(alert_views(val_table), recipe.views_per_bucket, recipe.seed))
     weights = class_weights(y, power=recipe.class_weight_power)
     if progress:
@@ -116,6 +129,16 @@ def fit(train_table, val_table, recipe: Recipe, progress: bool = True):
     model = build_model(len(CLASS_NAMES))
     model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate), loss="sparse_categorical_crossentropy",
                   weighted_metrics=["accuracy"])
+    pretrained = 0
+    if pretrain.any():  # SNPCC first (its own class weights), early-stopped on the BTS validation views
+        x_pre, y_pre = view_inputs(sample_views(alert_views(train_table[pretrain]), recipe.views_per_bucket, recipe.seed))
+        w_pre = class_weights(y_pre, power=recipe.class_weight_power)
+        stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+        pretrained = len(model.fit(x_pre, y_pre, sample_weight=w_pre[y_pre], epochs=recipe.pretrain_epochs,
+                                   batch_size=recipe.batch_size, validation_data=(x_val, y_val, weights[y_val]),
+                                   callbacks=[stop], shuffle=True, verbose=2 if progress else 0).history["loss"])
+        model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate), loss="sparse_categorical_crossentropy",
+                      weighted_metrics=["accuracy"])
     callbacks = [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=3, min_lr=1e-4),
                  keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.patience, restore_best_weights=True)]
     history = model.fit(x, y, sample_weight=weights[y], epochs=recipe.epochs, batch_size=recipe.batch_size,
@@ -123,70 +146,11 @@ def fit(train_table, val_table, recipe: Recipe, progress: bool = True):
                         verbose=2 if progress else 0)
     losses = history.history["val_loss"]
     calibration = calibrate(model, x_val, y_val, recipe.calibration)
-    info = {"calibration": calibration, "training_views": int(len(y)), "validation_views": int(len(y_val)), "epochs_run": len(losses),
+    info = {"calibration": calibration, "training_views": int(len(y)), "validation_views": int(len(y_val)),
+            "pretraining_epochs_run": pretrained, "epochs_run": len(losses),
             "best_epoch": int(np.argmin(losses)) + 1, "best_val_loss": float(min(losses)),
             "class_weights": dict(zip(CLASS_NAMES, weights.round(6).tolist()))}
     return model, info
-
-
-#: channels of the alert's own epoch (the model's ``now`` features) that the "age" calibration may use
-CALIBRATION_CHANNELS = ("age", "log_ndethist")
-
-
-def calibrate(model, x_val: np.ndarray, y_val: np.ndarray, mode: str = "temperature") -> dict:
-    """Fit a calibration of the softmax on validation views and fold it into the ``probabilities`` layer.
-
-    The network ends in ``softmax(W h + b)`` where ``h`` includes the alert's own-epoch channels; the
-    calibrated output ``softmax((W h + b) / T + c + D now[age, ndethist])`` is again one Dense layer
-    (``W / T`` plus ``D`` on those inputs, ``b / T + c``), so the exported model is unchanged in size and
-    speed. Fitted by minimising the unweighted log-loss of the validation views (the evaluation's
-    distribution: at most ``views_per_bucket`` views per object and age bucket), L2-regularised.
-    """
-    from scipy.optimize import minimize
-
-    from fink_t2.sequences import CHANNELS
-
-    if mode == "none" or len(y_val) == 0:
-        return {"mode": "none"}
-    if mode not in ("temperature", "age"):
-        raise ValueError(f"unknown calibration {mode!r}")
-    layer = model.get_layer("probabilities")
-    kernel, bias = layer.get_weights()
-    n_classes = kernel.shape[1]
-    logits = np.log(np.clip(model.predict(x_val, batch_size=1024, verbose=0).astype(np.float64), 1e-12, 1))
-    chan = [CHANNELS.index(c) for c in CALIBRATION_CHANNELS]
-    extra = x_val[:, -1, chan].astype(np.float64) if mode == "age" else np.zeros((len(y_val), 0))
-    n_extra = extra.shape[1]
-
-    def unpack(theta):
-        t = np.exp(theta[0])
-        c = theta[1:1 + n_classes]
-        d = theta[1 + n_classes:].reshape(n_extra, n_classes)
-        return t, c, d
-
-    def loss(theta):
-        t, c, d = unpack(theta)
-        z = logits / t + (c + extra @ d if mode == "age" else 0.0)
-        z -= z.max(axis=1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        return -np.mean(logp[np.arange(len(y_val)), y_val]) + 1e-3 * np.sum(theta[1:] ** 2)
-
-    theta0 = np.zeros(1 + (n_classes + n_extra * n_classes if mode == "age" else 0))
-    before = loss(theta0)
-    theta = minimize(loss, theta0, method="L-BFGS-B").x
-    t, c, d = unpack(theta)
-    kernel = kernel / t
-    bias = bias / t
-    if mode == "age":
-        # the concatenated ``now`` features are the last len(CHANNELS) inputs of the layer
-        first_now = kernel.shape[0] - len(CHANNELS)
-        for j, ch in enumerate(chan):
-            kernel[first_now + ch] += d[j]
-        bias = bias + c
-    layer.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
-    return {"mode": mode, "temperature": float(t), "class_offsets": c.round(6).tolist(),
-            "channel_offsets": {CALIBRATION_CHANNELS[j]: d[j].round(6).tolist() for j in range(n_extra)},
-            "val_log_loss_before": float(before), "val_log_loss_after": float(loss(theta))}
 
 
 def dynamic_tflite(model, keep_dir: Path | None = None) -> bytes:
