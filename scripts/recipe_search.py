@@ -66,7 +66,10 @@ class _Scored:
 
 def recalibrate(logp, now, params, mode):
     t, c, d = params
-    z = logp / t + ((c + now @ d) if mode == "age" else 0.0)
+    if mode == "agetemp":  # one temperature per alert, log-linear in its age and ndethist: keeps every argmax
+        z = logp / (t * np.exp(now @ d[:, :1]))
+    else:
+        z = logp / t + ((c + now @ d) if mode == "age" else 0.0)
     z -= z.max(axis=1, keepdims=True)
     p = np.exp(z)
     return p / p.sum(axis=1, keepdims=True)
@@ -76,7 +79,9 @@ def fit_calibration(logp, now, y, mode):
     """(temperature, class offsets, channel offsets) minimising the validation log-loss, as ``calibrate`` does."""
     from scipy.optimize import minimize
 
-    k, e = logp.shape[1], now.shape[1]
+    k, e = logp.shape[1], (now.shape[1] if mode in ("age", "agetemp") else 0)
+    if mode == "agetemp":
+        k = 1
 
     def unpack(theta):
         return np.exp(theta[0]), theta[1:1 + k], theta[1 + k:].reshape(e, k)
@@ -85,7 +90,7 @@ def fit_calibration(logp, now, y, mode):
         p = recalibrate(logp, now, unpack(theta), mode)
         return -np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1))) + 1e-3 * np.sum(theta[1:] ** 2)
 
-    theta = minimize(loss, np.zeros(1 + (k + e * k if mode == "age" else 0)), method="L-BFGS-B").x
+    theta = minimize(loss, np.zeros(1 + (k + e * k if mode in ("age", "agetemp") else 0)), method="L-BFGS-B").x
     return unpack(theta)
 
 
@@ -129,7 +134,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--note", default="", help="why this experiment (kept in the log)")
-    parser.add_argument("--posthoc", choices=("temperature", "age"), default=None,
+    parser.add_argument("--posthoc", choices=("temperature", "age", "agetemp"), default=None,
                         help="re-score the saved folds of NAME under this calibration (no training)")
     recipe_arguments(parser)
     args = parser.parse_args(argv)
