@@ -162,19 +162,37 @@ def redraw(obj: pd.DataFrame, params: dict, template: pd.DataFrame, dimming: flo
     return out.assign(label=obj["label"].iloc[0], redshift=z_new)
 
 
-def augment(table: pd.DataFrame, copies: int, seed: int = 42, cache: Path | None = CACHE) -> pd.DataFrame:
-    """``copies`` redshifted, re-observed versions of each BTS object of ``table`` with a redshift (long table)."""
+def copies_per_class(labels: pd.Series, copies: int, max_copies: int = 0) -> dict:
+    """Copies of each object per class: ``copies``, or towards balance (largest class / class size - 1),
+    at least ``copies`` and at most ``max_copies``, when ``max_copies`` > ``copies``.
+
+    >>> copies_per_class(pd.Series(["a"] * 100 + ["b"] * 20 + ["c"] * 2), 1, 8)
+    {'a': 1, 'b': 4, 'c': 8}
+    """
+    counts = labels.value_counts()
+    if max_copies <= copies:
+        return {c: copies for c in sorted(counts.index)}
+    return {c: int(np.clip(round(counts.max() / n) - 1, copies, max_copies)) for c, n in sorted(counts.items())}
+
+
+def augment(table: pd.DataFrame, copies: int, seed: int = 42, cache: Path | None = CACHE,
+            max_copies: int = 0) -> pd.DataFrame:
+    """Redshifted, re-observed versions of each BTS object of ``table`` with a redshift (long table):
+    ``copies`` each, or per class as :func:`copies_per_class` says when ``max_copies`` > ``copies``."""
     bts = table[(table["source"] == "bts") & (table["redshift"] > 0)]
-    if copies <= 0 or bts.empty:
+    if max(copies, max_copies) <= 0 or bts.empty:
         return table.iloc[:0]
     rng = np.random.default_rng(seed)
     fits = gp_fits(bts, cache)
     errors = _error_model(bts)
     groups = {oid: g for oid, g in bts.groupby("object_id", sort=True)}
     ids = np.array(sorted(o for o in groups if o in fits))
+    n_copies = copies_per_class(bts.groupby("object_id")["label"].first(), copies, max_copies)
     parts = []
-    for k in range(copies):
+    for k in range(max(n_copies.values())):
         for oid in ids:
+            if k >= n_copies[groups[oid]["label"].iloc[0]]:
+                continue
             new = redraw(groups[oid], fits[oid], groups[ids[rng.integers(len(ids))]], rng.uniform(0, MAX_DIMMING), rng,
                          errors)
             if new["jd"].nunique() >= 2:

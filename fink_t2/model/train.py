@@ -65,6 +65,8 @@ class Recipe:
     views_per_bucket: int = 2
     #: redshifted, re-observed copies of each training BTS object (``fink_t2.model.augment``; 0: none)
     augment_copies: int = 0
+    #: > augment_copies: rarer classes get more copies, towards balance, at most this many (0: off)
+    augment_max_copies: int = 0
     #: class-balanced SNPCC objects added to training (0: BTS only)
     snpcc_objects: int = 0
     #: >0: the SNPCC objects pretrain the network for at most this many epochs, then it is fine-tuned on
@@ -115,11 +117,11 @@ def view_inputs(views: Views) -> tuple[np.ndarray, np.ndarray]:
 def fit(train_table, val_table, recipe: Recipe, progress: bool = True):
     """Train a fresh t2 on the sampled alert views of ``train_table``, early-stopped on ``val_table``'s."""
     set_seeds(recipe.seed)
-    if recipe.augment_copies:  # only the objects of this training table: held-out objects never leak
+    if recipe.augment_copies or recipe.augment_max_copies:  # this training table only: held-out objects never leak
         from fink_t2.model.augment import augment
 
-        train_table = pd.concat([train_table, augment(train_table, recipe.augment_copies, recipe.seed)],
-                                ignore_index=True)
+        extra = augment(train_table, recipe.augment_copies, recipe.seed, max_copies=recipe.augment_max_copies)
+        train_table = pd.concat([train_table, extra], ignore_index=True)
     pretrain = train_table["source"] == "snpcc" if recipe.pretrain_epochs else np.zeros(len(train_table), bool)
     x, y = view_inputs(sample_views(alert_views(train_table[~pretrain]), recipe.views_per_bucket, recipe.seed))
     x_val, y_val = view_inputs(sample_views(alert_views(val_table), recipe.views_per_bucket, recipe.seed))
