@@ -8,7 +8,12 @@ objects' alert views through the shipping runner). It is the only evaluation use
 Writes ``build/exp/NAME/cv.json`` and the folds' predictions (``fold<k>.npz``), and records the recipe
 with its per-bucket table (mean over folds) under ``NAME`` in ``docs/quality_experiments.json``.
 
-    python scripts/recipe_search.py NAME --posthoc temperature|age
+    python scripts/recipe_search.py NAME --shipped
+
+records the cross-validation that ``fink-t2 train --cv`` wrote into fink_t2/data/t2_metrics.json
+(the shipped recipe's confirming run) under ``NAME``.
+
+    python scripts/recipe_search.py NAME --posthoc temperature|age|agetemp
 
 re-scores a finished experiment's saved fold predictions under a calibration fitted on each fold's
 validation views (as :func:`fink_t2.model.train.calibrate` would fold into the model), without
@@ -136,10 +141,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--note", default="", help="why this experiment (kept in the log)")
     parser.add_argument("--posthoc", choices=("temperature", "age", "agetemp"), default=None,
                         help="re-score the saved folds of NAME under this calibration (no training)")
+    parser.add_argument("--shipped", action="store_true", help="record the shipped model's cross-validation as NAME")
     recipe_arguments(parser)
     args = parser.parse_args(argv)
     if args.posthoc:
         return posthoc(args.name, args.posthoc, args.data_dir)
+    if args.shipped:
+        metrics = json.loads((ROOT / "fink_t2" / "data" / "t2_metrics.json").read_text())
+        cv = metrics["cross_validation"]
+        entry = {"command": metrics["command"], "note": args.note or "the shipped model's own cross-validation",
+                 "date": metrics["created"], "folds": cv["folds"], "recipe": cv["recipe"], "cv_mean": summary(cv)}
+        record(args.name, entry)
+        return entry
     recipe = recipe_from(args)
     start = time.time()
     table = load_table(args.data_dir, None, recipe.snpcc_objects, recipe.seed)

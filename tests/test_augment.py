@@ -48,3 +48,12 @@ def test_augmented_curves_are_farther_fainter_and_from_their_own_object_only(sam
     assert (peak - sample.groupby("object_id")["mag"].min().loc[peak.index]).mean() > 0.2
     again = augment(sample, copies=2, seed=1, cache=None)
     assert again.equals(out)  # seeded
+
+
+def test_balanced_augmentation_gives_rarer_classes_more_copies(sample):
+    out = augment(sample, copies=1, seed=2, cache=None, max_copies=3)
+    per_object = out.groupby(out["object_id"].str.split("~").str[0])["object_id"].nunique()
+    labels = sample.groupby("object_id")["label"].first()
+    largest = labels.value_counts().index[0]
+    rare = [o for o in per_object.index if labels[o] != largest]
+    assert rare and per_object[rare].max() > per_object[labels[per_object.index] == largest].max()
