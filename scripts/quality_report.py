@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from fink_t2.model_ref import DEFAULT_MODEL_PATH  # noqa: E402
 
 METRICS_PATH = Path(DEFAULT_MODEL_PATH).parent / "t2_metrics.json"
+EXPERIMENTS = ROOT / "docs" / "quality_experiments.json"
 #: issue #15: macro-F1 floor per age bucket (CV mean); log-loss must beat the prior's in every bucket
 MACRO_F1_TARGETS = {"0-3": 0.35, "3-7": 0.35, "7-15": 0.50, "15-30": 0.50, "30-60": 0.55, "60-90": 0.55}
 MAX_MODEL_BYTES = 60_000
@@ -131,6 +132,13 @@ def _pm(entry: dict, digits: int = 3) -> str:
     return f"{entry['mean']:.{digits}f} ± {entry['std']:.{digits}f}"
 
 
+def _changes(entry: dict) -> str:
+    changes = entry.get("recipe_changes")
+    if changes is None:
+        return "shipped recipe" if "fink-t2 train" in entry["command"] else entry["command"].split(" ", 3)[-1]
+    return ", ".join(f"`{k}={v}`" for k, v in changes.items()) or "—"
+
+
 def markdown(report: dict) -> str:
     """docs/quality.md from docs/quality.json's content (every number in the page comes from there)."""
     cv, tg = report["cross_validation"], report["targets"]
@@ -182,7 +190,16 @@ def markdown(report: dict) -> str:
         "Every knob is a field of `fink_t2.model.train.Recipe` (recorded in `t2_metrics.json`); the shipped values:", "",
         "| field | value |", "|---|---|", *[f"| `{k}` | `{v}` |" for k, v in recipe.items()], "",
         "The recipe was chosen by this cross-validation only; every experiment (recipe → CV table) is logged in "
-        "`docs/quality_experiments.json` (written by `scripts/recipe_search.py`).", "",
+        "`docs/quality_experiments.json` (written by `scripts/recipe_search.py`). Summary (CV means; `+mode`: a "
+        "post-hoc screen of that run's saved fold predictions under a calibration, not retrained; runs stopped "
+        "early give the mean of the folds run):", "",
+        "| experiment | change from the recipe of its time | folds | macro-F1 " + " / ".join(names)
+        + " | log-loss " + " / ".join(names) + " |", "|---|---|---|---|---|",
+        *[f"| {name} | {_changes(e)} | {e.get('folds_run', e['folds'])} | "
+          + " / ".join(f"{e['cv_mean']['macro_f1'][b]:.3f}" for b in names) + " | "
+          + " / ".join(f"{e['cv_mean']['log_loss'][b]:.3f}" for b in names) + " |"
+          for name, e in report["experiments"].items()],
+        "| *prior* | | | | " + " / ".join(f"{rows[b]['prior_log_loss']['mean']:.3f}" for b in names) + " |", "",
         "## Input decisions", "", NEGATIVE_DIFFERENCE, "",
         report["upper_limits"], "",
     ]
@@ -221,7 +238,8 @@ def main(argv=None) -> dict:
               "variant": metrics["model_size"].get("variant"), "model_bytes": model_path.stat().st_size,
               "cross_validation": cv, "throughput": speed,
               "targets": targets(cv, model_path.stat().st_size, None if speed is None else speed["classified_per_s"]),
-              "negative_difference": NEGATIVE_DIFFERENCE, "upper_limits": UPPER_LIMITS}
+              "negative_difference": NEGATIVE_DIFFERENCE, "upper_limits": UPPER_LIMITS,
+              "experiments": json.loads(EXPERIMENTS.read_text())["experiments"] if EXPERIMENTS.is_file() else {}}
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "quality.json").write_text(json.dumps(report, indent=1) + "\n")
