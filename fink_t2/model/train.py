@@ -64,7 +64,7 @@ class Recipe:
     #: training views per (object, alert-age bucket)
     views_per_bucket: int = 2
     #: redshifted, re-observed copies of each training BTS object (``fink_t2.model.augment``; 0: none)
-    augment_copies: int = 0
+    augment_copies: int = 1
     #: > augment_copies: rarer classes get more copies, towards balance, at most this many (0: off)
     augment_max_copies: int = 0
     #: class-balanced SNPCC objects added to training (0: BTS only)
