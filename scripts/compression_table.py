@@ -38,8 +38,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tensorflow as tf  # noqa: E402
 
-tf.config.threading.set_intra_op_parallelism_threads(1)
-tf.config.threading.set_inter_op_parallelism_threads(1)
 
 from fink_t2.model import compress as C  # noqa: E402
 from fink_t2.contract import make_contract  # noqa: E402
@@ -212,6 +210,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-compress", action="store_true", help="use the variants already in --compress-dir")
     parser.add_argument("--out-dir", default=None, help="default docs (build/quick_docs with --quick)")
     args = parser.parse_args(argv)
+    tf.config.threading.set_intra_op_parallelism_threads(1)  # every timing on one thread
+    tf.config.threading.set_inter_op_parallelism_threads(1)
     out_dir = Path(args.out_dir or ("build/quick_docs" if args.quick else "docs"))
     compress_dir = Path(args.compress_dir or (C.OUT_DIR + "_quick" if args.quick else C.OUT_DIR))
     max_objects = 150 if args.quick else None
