@@ -1,8 +1,10 @@
 """Quantized vs float, LiteRT vs TensorFlow: the model variants at the runtime's chunk size.
 
 Needs the variants built by ``fink-t2 compress`` (``build/compress/``) and, for the
-SavedModel row, the train extra (TensorFlow). Alerts/s on one thread, same random
-inputs for every variant, median of repeats, in one run:
+SavedModel row, the train extra (TensorFlow). TFLite files run through the shipping runner
+:class:`fink_t2.inference.T2Model`. Alerts/s on one thread, the same real inputs for every variant
+(alert views of BTS light curves, ``(n, 31, 7)`` as :func:`fink_t2.sequences.build_sequences` makes
+them), median of repeats, in one run:
 
     python scripts/bench_variants.py --output docs/bench_variants.json
 """
@@ -23,25 +25,33 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from fink_t2.inference import MAX_CHUNK  # noqa: E402
+from fink_t2.samples import SHARED_DATA  # noqa: E402
 
 VARIANTS = ("t2_float.tflite", "t2_dynamic.tflite", "t2_int8_pt_stripped.tflite")
 
 
 def litert_runner(path: str, chunk: int):
-    from ai_edge_litert.interpreter import Interpreter
+    from fink_t2.contract import make_contract
+    from fink_t2.inference import T2Model
+    from fink_t2.model.datasets import CLASS_NAMES
 
-    interpreter = Interpreter(model_path=path, num_threads=1)
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    interpreter.resize_tensor_input(inp["index"], [chunk, 100, 2])
-    interpreter.allocate_tensors()
+    # a compress output is a bare FlatBuffer: the contract is appended to the shipped file only
+    model = T2Model(content=Path(path).read_bytes(), contract=make_contract(CLASS_NAMES), num_threads=1,
+                    chunk_size=chunk)
+    return model.predict
 
-    def run(x):
-        for start in range(0, len(x), chunk):
-            interpreter.set_tensor(inp["index"], x[start : start + chunk])
-            interpreter.invoke()
-            interpreter.get_tensor(out["index"])
 
-    return run
+def real_inputs(n: int) -> np.ndarray:
+    """``n`` model inputs: seeded alert views of BTS light curves through the one preprocessing."""
+    from fink_t2.model.datasets import load_bts
+    from fink_t2.model.views import alert_views, sample_views
+    from fink_t2.sequences import build_sequences
+
+    views = sample_views(alert_views(load_bts(SHARED_DATA)), per_bucket=1, seed=0)
+    seq = build_sequences(views.jd, views.fid, views.mag, None, views.jd_now, views.jdstarthist, views.ndethist,
+                          offsets=views.offsets)
+    x = seq.values[seq.n_epochs >= 2]
+    return x[np.random.default_rng(0).choice(len(x), n, replace=len(x) < n)]
 
 
 def savedmodel_runner(path: str, chunk: int):
@@ -79,7 +89,7 @@ def main(argv=None):
     parser.add_argument("--alerts", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    x = np.random.default_rng(0).uniform(0, 1, (args.alerts, 100, 2)).astype(np.float32)
+    x = real_inputs(args.alerts)
     folder = Path(args.variants_dir)
     result = {"command": " ".join(["python", "scripts/bench_variants.py", *(argv or sys.argv[1:])]),
               "alerts": args.alerts, "runtime_chunk": MAX_CHUNK, "variants": {}}

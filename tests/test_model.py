@@ -16,6 +16,7 @@ from fink_t2.model.architecture import build_model, keras  # noqa: E402
 from fink_t2.model.datasets import (CLASS_NAMES, cv_folds, load_bts, load_snpcc, load_table,  # noqa: E402
                                     object_table, type_to_class, validation_ids)
 from fink_t2.model.evaluate import guard_metrics  # noqa: E402
+from fink_t2.model.calibration import CALIBRATION_CHANNELS, calibrate  # noqa: E402
 from fink_t2.model.train import Recipe, train_and_export, view_inputs  # noqa: E402
 from fink_t2.model.views import AGE_BUCKETS, alert_views, sample_views  # noqa: E402
 from fink_t2.sequences import CHANNELS, SEQUENCE_LENGTH, WINDOW_DAYS, build_sequences  # noqa: E402
@@ -41,6 +42,31 @@ def test_architecture_size_and_softmax():
     np.testing.assert_allclose(clone.predict(x, verbose=0), proba, rtol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["temperature", "age"])
+def test_calibration_is_folded_into_the_last_layer(mode):
+    rng = np.random.default_rng(0)
+    x = rng.random((400, SEQUENCE_LENGTH, len(CHANNELS))).astype(np.float32)
+    x[:, :, CHANNELS.index("age")] = rng.uniform(-1, 3, (400, 1))  # the age channel varies between alerts
+    model = build_model(len(CLASS_NAMES))
+    before = model.predict(x, verbose=0).astype(np.float64)
+    # labels that an age-dependent, softer output explains better than the raw one: the fit has work to do
+    y = np.where(x[:, -1, CHANNELS.index("age")] > 1, 0, rng.integers(0, 4, 400))
+    info = calibrate(model, x, y, mode)
+    after = model.predict(x, verbose=0).astype(np.float64)
+    assert info["mode"] == mode and info["val_log_loss_after"] < info["val_log_loss_before"] - 0.05
+    # the exported model computes exactly the fitted calibration of the raw output, with no extra layer
+    z = np.log(before) / info["temperature"]
+    if mode == "age":
+        chan = [CHANNELS.index(c) for c in CALIBRATION_CHANNELS]
+        d = np.array([info["channel_offsets"][c] for c in CALIBRATION_CHANNELS])
+        z += np.array(info["class_offsets"]) + x[:, -1, chan] @ d
+    else:
+        np.testing.assert_array_equal(after.argmax(axis=1), before.argmax(axis=1))  # a temperature keeps every argmax
+    expected = np.exp(z - z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(after, expected / expected.sum(axis=1, keepdims=True), atol=2e-5)
+    assert len(model.layers) == len(build_model(len(CLASS_NAMES)).layers)
+
+
 def test_every_labelled_type_is_mapped():
     bts_types = pd.read_csv(DATA_DIR / "ztf_bts" / "labels.csv")["type"].unique()
     snpcc_types = pd.read_csv(DATA_DIR / "snpcc_des" / "labels.csv")["type"].unique()
@@ -51,7 +77,8 @@ def test_every_labelled_type_is_mapped():
 
 
 def test_tables_and_grouped_stratified_folds(bts):
-    assert set(bts.columns) == {"object_id", "jd", "fid", "mag", "label", "source"}
+    assert set(bts.columns) == {"object_id", "jd", "fid", "mag", "magerr", "label", "source", "redshift"}
+    assert (bts["magerr"] > 0).all() and bts.groupby("object_id")["redshift"].first().notna().mean() > 0.99
     assert set(bts["fid"]) == {1, 2} and bts["jd"].min() > 2400000.5 and set(bts["source"]) == {"bts"}
     snpcc = load_snpcc(DATA_DIR, max_objects=30, seed=1)
     assert snpcc["object_id"].nunique() == 30 and set(snpcc["fid"]) <= {1, 2}

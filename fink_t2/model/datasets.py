@@ -2,7 +2,8 @@
 
 Everything becomes one long table, one row per g/r detection::
 
-    object_id, jd, fid (1 = g, 2 = r), mag, label (one of CLASS_NAMES), source ('bts' | 'snpcc')
+    object_id, jd, fid (1 = g, 2 = r), mag, magerr, label (one of CLASS_NAMES), source ('bts' | 'snpcc'),
+    redshift (spectroscopic; NaN where unknown)
 
 Alerts carry partial light curves: :mod:`fink_t2.model.views` cuts these tables into the views an
 alert would carry. Objects are split for cross-validation by :func:`cv_folds`.
@@ -17,6 +18,7 @@ import pandas as pd
 
 CLASS_NAMES = ("SN Ia", "SN II", "SN Ibc", "Other")
 MJD_TO_JD = 2400000.5
+COLUMNS = ("object_id", "jd", "fid", "mag", "magerr", "label", "source", "redshift")
 SNPCC_ZERO_POINT = 27.5
 SNPCC_MIN_SNR = 5.0
 _SUBTYPES = {
@@ -42,7 +44,7 @@ def type_to_class(type_name) -> str | None:
 
 def _finish(df: pd.DataFrame, source: str) -> pd.DataFrame:
     df = df[df["label"].notna() & np.isfinite(df["mag"]) & np.isfinite(df["jd"])]
-    df = df.assign(source=source)[["object_id", "jd", "fid", "mag", "label", "source"]]
+    df = df.assign(source=source)[list(COLUMNS)]
     return df.sort_values(["object_id", "jd"], kind="stable").reset_index(drop=True)
 
 
@@ -64,7 +66,8 @@ def _sample_objects(table: pd.DataFrame, n: int | None, seed: int, balanced: boo
 def load_bts(data_dir) -> pd.DataFrame:
     """ZTF Bright Transient Survey detections with their class (unknown types dropped)."""
     folder = Path(data_dir) / "ztf_bts"
-    labels = pd.read_csv(folder / "labels.csv", usecols=["ZTFID", "type"])
+    labels = pd.read_csv(folder / "labels.csv", usecols=["ZTFID", "type", "redshift"])
+    redshift = pd.to_numeric(labels.set_index("ZTFID")["redshift"], errors="coerce")  # '-' where unknown
     labels = labels.assign(label=labels["type"].map(type_to_class)).set_index("ZTFID")["label"]
     lc = pd.read_csv(folder / "lightcurves.csv.gz")
     lc = lc[lc["band"].isin(["g", "r"])]
@@ -73,7 +76,9 @@ def load_bts(data_dir) -> pd.DataFrame:
         "jd": lc["mjd"].to_numpy(np.float64) + MJD_TO_JD,
         "fid": np.where(lc["band"].to_numpy() == "g", 1, 2),
         "mag": lc["mag"].to_numpy(np.float64),
+        "magerr": lc["magerr"].to_numpy(np.float64),
         "label": lc["objectId"].map(labels).to_numpy(),
+        "redshift": lc["objectId"].map(redshift).to_numpy(np.float64),
     })
     return _finish(df, "bts")
 
@@ -84,7 +89,7 @@ def load_snpcc(data_dir, max_objects: int | None = None, seed: int = 42) -> pd.D
     ``max_objects`` keeps a seeded class-balanced subsample (same number per class where possible).
     """
     folder = Path(data_dir) / "snpcc_des"
-    labels = pd.read_csv(folder / "labels.csv", usecols=["snid", "type"]).set_index("snid")["type"]
+    labels = pd.read_csv(folder / "labels.csv", usecols=["snid", "type", "redshift"]).set_index("snid")
     lc = pd.read_parquet(folder / "lightcurves.parquet")
     flux, err = lc["flux"].to_numpy(np.float64), lc["fluxerr"].to_numpy(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -95,7 +100,9 @@ def load_snpcc(data_dir, max_objects: int | None = None, seed: int = 42) -> pd.D
         "jd": lc["mjd"].to_numpy(np.float64) + MJD_TO_JD,
         "fid": np.where(lc["band"].to_numpy() == "g", 1, 2),
         "mag": SNPCC_ZERO_POINT - 2.5 * np.log10(lc["flux"].to_numpy(np.float64)),
-        "label": lc["snid"].map(labels).map(type_to_class).to_numpy(),
+        "magerr": 1.0857 * lc["fluxerr"].to_numpy(np.float64) / lc["flux"].to_numpy(np.float64),
+        "label": lc["snid"].map(labels["type"]).map(type_to_class).to_numpy(),
+        "redshift": lc["snid"].map(labels["redshift"]).to_numpy(np.float64),
     })
     df = _finish(df, "snpcc")
     df = df[df.groupby("object_id")["jd"].transform("size") >= 2]

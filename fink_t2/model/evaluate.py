@@ -97,9 +97,14 @@ def summarize_folds(folds: list[dict]) -> dict:
     return out
 
 
-def crossval(table: pd.DataFrame, recipe, n_folds: int = 5, progress: bool = True) -> dict:
-    """K-fold cross-validation of ``recipe`` on ``table``, scored on the BTS objects' alert views."""
+def crossval(table: pd.DataFrame, recipe, n_folds: int = 5, progress: bool = True, save_dir=None) -> dict:
+    """K-fold cross-validation of ``recipe`` on ``table``, scored on the BTS objects' alert views.
+
+    ``save_dir``: also write each fold's held-out predictions (and its validation views' predictions)
+    as ``fold<k>.npz`` there, for post-hoc studies of calibration.
+    """
     import dataclasses
+    from pathlib import Path
 
     from fink_t2.contract import make_contract
     from fink_t2.inference import T2Model
@@ -115,8 +120,11 @@ def crossval(table: pd.DataFrame, recipe, n_folds: int = 5, progress: bool = Tru
         runner = T2Model(content=dynamic_tflite(model), contract=make_contract(CLASS_NAMES))
         views = alert_views(table[table["object_id"].isin(test_ids)])
         prior = class_prior(objects.set_index("object_id").loc[train_ids, "label"])
-        result = bucket_metrics(views, *score_views(runner, views), prior)
+        proba, status = score_views(runner, views)
+        result = bucket_metrics(views, proba, status, prior)
         folds.append(result)
+        if save_dir is not None:
+            _save_fold(Path(save_dir) / f"fold{k}.npz", runner, views, proba, status, val, recipe)
         if progress:
             line = " ".join(f"{b}:{r.get('macro_f1', float('nan')):.2f}/{r.get('log_loss', float('nan')):.2f}"
                             f"({r.get('prior_log_loss', float('nan')):.2f})" for b, r in result.items())
@@ -124,6 +132,23 @@ def crossval(table: pd.DataFrame, recipe, n_folds: int = 5, progress: bool = Tru
     return {"folds": n_folds, "seed": recipe.seed, "recipe": dataclasses.asdict(recipe),
             "objects": int(len(objects)), "scored_by": "dynamic-range TFLite of each fold via fink_t2.inference.T2Model",
             "weighting": "objects weigh the same within a bucket", "buckets": summarize_folds(folds)}
+
+
+def _save_fold(path, runner, views: Views, proba, status, val, recipe) -> None:
+    from fink_t2.model.train import view_inputs
+    from fink_t2.model.views import sample_views
+    from fink_t2.sequences import build_sequences
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seq = build_sequences(views.jd, views.fid, views.mag, None, views.jd_now, views.jdstarthist, views.ndethist,
+                          offsets=views.offsets)
+    x_val, y_val = view_inputs(sample_views(alert_views(val[val["source"] == "bts"]), recipe.views_per_bucket,
+                                            recipe.seed))
+    index = {name: i for i, name in enumerate(CLASS_NAMES)}
+    np.savez_compressed(path, proba=proba, status=status.astype(str), bucket=views.bucket(), age=views.age,
+                        y=np.array([index[c] for c in views.label]), object_id=views.object_id.astype(str),
+                        now=seq.values[:, -1, :], val_proba=runner.predict(x_val, chunk_size=256), val_y=y_val,
+                        val_now=x_val[:, -1, :])
 
 
 def guard_views(bts_table: pd.DataFrame) -> Views:

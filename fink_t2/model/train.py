@@ -34,12 +34,14 @@ from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from fink_t2.contract import attach_contract, make_contract  # noqa: E402
 from fink_t2.cuts import MIN_EPOCHS  # noqa: E402
 from fink_t2.model.architecture import build_model  # noqa: E402
+from fink_t2.model.calibration import calibrate  # noqa: E402
 from fink_t2.model.datasets import CLASS_NAMES, load_table, object_table, validation_ids  # noqa: E402
 from fink_t2.model.export import DYNAMIC_RANGE, tflite_bytes  # noqa: E402
 from fink_t2.model.views import Views, alert_views, sample_views  # noqa: E402
@@ -61,9 +63,20 @@ class Recipe:
     class_weight_power: float = 0.5
     #: training views per (object, alert-age bucket)
     views_per_bucket: int = 2
+    #: redshifted, re-observed copies of each training BTS object (``fink_t2.model.augment``; 0: none)
+    augment_copies: int = 1
+    #: > augment_copies: rarer classes get more copies, towards balance, at most this many (0: off)
+    augment_max_copies: int = 0
     #: class-balanced SNPCC objects added to training (0: BTS only)
     snpcc_objects: int = 0
+    #: >0: the SNPCC objects pretrain the network for at most this many epochs, then it is fine-tuned on
+    #: the BTS objects alone (0: SNPCC objects, if any, are mixed into the BTS training views)
+    pretrain_epochs: int = 0
     validation_fraction: float = 0.15
+    #: post-hoc calibration fitted on the validation views and folded into the last layer (no extra op):
+    #: "none"; "temperature" (one temperature: keeps every argmax); "age" (temperature plus class offsets
+    #: linear in the alert's age and ndethist channels: undoes the class weights where they mislead)
+    calibration: str = "temperature"
     seed: int = 42
 
 
@@ -104,7 +117,13 @@ def view_inputs(views: Views) -> tuple[np.ndarray, np.ndarray]:
 def fit(train_table, val_table, recipe: Recipe, progress: bool = True):
     """Train a fresh t2 on the sampled alert views of ``train_table``, early-stopped on ``val_table``'s."""
     set_seeds(recipe.seed)
-    x, y = view_inputs(sample_views(alert_views(train_table), recipe.views_per_bucket, recipe.seed))
+    if recipe.augment_copies or recipe.augment_max_copies:  # this training table only: held-out objects never leak
+        from fink_t2.model.augment import augment
+
+        extra = augment(train_table, recipe.augment_copies, recipe.seed, max_copies=recipe.augment_max_copies)
+        train_table = pd.concat([train_table, extra], ignore_index=True)
+    pretrain = train_table["source"] == "snpcc" if recipe.pretrain_epochs else np.zeros(len(train_table), bool)
+    x, y = view_inputs(sample_views(alert_views(train_table[~pretrain]), recipe.views_per_bucket, recipe.seed))
     x_val, y_val = view_inputs(sample_views(alert_views(val_table), recipe.views_per_bucket, recipe.seed))
     weights = class_weights(y, power=recipe.class_weight_power)
     if progress:
@@ -112,13 +131,25 @@ def fit(train_table, val_table, recipe: Recipe, progress: bool = True):
     model = build_model(len(CLASS_NAMES))
     model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate), loss="sparse_categorical_crossentropy",
                   weighted_metrics=["accuracy"])
+    pretrained = 0
+    if pretrain.any():  # SNPCC first (its own class weights), early-stopped on the BTS validation views
+        x_pre, y_pre = view_inputs(sample_views(alert_views(train_table[pretrain]), recipe.views_per_bucket, recipe.seed))
+        w_pre = class_weights(y_pre, power=recipe.class_weight_power)
+        stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+        pretrained = len(model.fit(x_pre, y_pre, sample_weight=w_pre[y_pre], epochs=recipe.pretrain_epochs,
+                                   batch_size=recipe.batch_size, validation_data=(x_val, y_val, weights[y_val]),
+                                   callbacks=[stop], shuffle=True, verbose=2 if progress else 0).history["loss"])
+        model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate), loss="sparse_categorical_crossentropy",
+                      weighted_metrics=["accuracy"])
     callbacks = [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=3, min_lr=1e-4),
                  keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.patience, restore_best_weights=True)]
     history = model.fit(x, y, sample_weight=weights[y], epochs=recipe.epochs, batch_size=recipe.batch_size,
                         validation_data=(x_val, y_val, weights[y_val]), callbacks=callbacks, shuffle=True,
                         verbose=2 if progress else 0)
     losses = history.history["val_loss"]
-    info = {"training_views": int(len(y)), "validation_views": int(len(y_val)), "epochs_run": len(losses),
+    calibration = calibrate(model, x_val, y_val, recipe.calibration)
+    info = {"calibration": calibration, "training_views": int(len(y)), "validation_views": int(len(y_val)),
+            "pretraining_epochs_run": pretrained, "epochs_run": len(losses),
             "best_epoch": int(np.argmin(losses)) + 1, "best_val_loss": float(min(losses)),
             "class_weights": dict(zip(CLASS_NAMES, weights.round(6).tolist()))}
     return model, info

@@ -1,0 +1,65 @@
+"""Every number quoted in docs/quality.md, compression.md and preprocessing.md is read from their JSON files,
+and the quality JSON is the cross-validation recorded with the shipped model."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+METRICS = json.loads((ROOT / "fink_t2" / "data" / "t2_metrics.json").read_text())
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def quality():
+    return json.loads((DOCS / "quality.json").read_text())
+
+
+def test_quality_json_is_the_shipped_models_cross_validation(quality):
+    assert quality["cross_validation"] == METRICS["cross_validation"]
+    assert quality["recipe"] == METRICS["recipe"] == METRICS["cross_validation"]["recipe"]
+    assert quality["model_command"] == METRICS["command"]
+    assert quality["model_bytes"] == (ROOT / "fink_t2" / "data" / "t2.tflite").stat().st_size
+    assert list(quality["cross_validation"]["buckets"]) == ["0-3", "3-7", "7-15", "15-30", "30-60", "60-90"]
+
+
+def test_quality_targets_and_page_follow_from_the_json(quality):
+    report = _script("quality_report")
+    speed = quality["throughput"]["classified_per_s"] if quality["throughput"] else None
+    assert quality["targets"] == json.loads(json.dumps(report.targets(quality["cross_validation"],
+                                                                       quality["model_bytes"], speed)))
+    assert (DOCS / "quality.md").read_text() == report.markdown(quality)
+    assert (DOCS / "quality_by_age.png").stat().st_size > 10_000
+
+
+def test_experiment_log_holds_the_shipped_recipe():
+    log = json.loads((DOCS / "quality_experiments.json").read_text())["experiments"]
+    assert len(log) >= 3
+    for name, entry in log.items():
+        assert set(entry["cv_mean"]) >= {"macro_f1", "log_loss", "prior_log_loss"}, name
+    shipped = {k: v for k, v in METRICS["recipe"].items()}
+    assert any(e["recipe"] == shipped and "--posthoc" not in e["command"] for e in log.values())
+
+
+def test_compression_page_follows_from_its_json():
+    data = json.loads((DOCS / "compression.json").read_text())
+    assert (DOCS / "compression.md").read_text() == _script("compression_table").markdown(data["variants"], data["meta"])
+    shipped = METRICS["model_size"]["variant"]
+    assert data["meta"]["shipped_variant"] == shipped
+    row = next(r for r in data["variants"] if r["variant"] == shipped)
+    assert row["bytes"] == METRICS["model_size"]["tflite_without_contract_bytes"]
+
+
+def test_preprocessing_page_follows_from_its_json():
+    data = json.loads((DOCS / "preprocessing.json").read_text())
+    assert (DOCS / "preprocessing.md").read_text() == _script("preprocessing_study").markdown(data)
+    assert set(data["quality"]) >= {"production", "gp"}
