@@ -38,26 +38,54 @@ from fink_t2.cuts import (
     cut_status,
     header_status,
 )
+from fink_t2.calibration import calibrated_probabilities, now_features
 from fink_t2.sequences import build_sequences, flatten_ragged
 
-__all__ = ["classify_alerts", "classify_columns", "REJECTED", "STATUS_OK"]
+__all__ = ["Classification", "classify_alerts", "classify_columns", "REJECTED", "STATUS_OK"]
+
+
+class Classification(tuple):
+    """What the core returns: unpacks as ``(proba, status)``; ``label`` holds the decision.
+
+    ``proba``: (n, n_classes) calibrated probabilities (the ``t2`` map), ``REJECTED`` rows for rejected
+    alerts; ``status``: (n,) ``ok`` or the cut failed; ``label``: (n,) class name of the class-balanced
+    decision (``t2_class``: the argmax of the network's own output, see :mod:`fink_t2.calibration`),
+    None for a rejected alert. Without a model, ``proba`` and ``label`` are None.
+    """
+
+    def __new__(cls, proba, status, label):
+        result = super().__new__(cls, (proba, status))
+        result.label = label
+        return result
+
+    @property
+    def proba(self):
+        return self[0]
+
+    @property
+    def status(self):
+        return self[1]
 
 
 def classify_alerts(jd, fid, mag, isdiffpos, offsets, jd_now, jdstarthist, ndethist, roid, cdsxmatch, model):
-    """Probabilities (n, n_classes; ``REJECTED`` rows for rejected alerts) and status (n,) of ``n`` alerts.
+    """The :class:`Classification` (probabilities, status, decision) of ``n`` alerts.
 
     ``jd``, ``fid``, ``mag``, ``isdiffpos`` are flat with row boundaries ``offsets`` (n+1);
     ``isdiffpos`` may be None (all positive). The other arguments hold one value per alert.
     The cheap cuts run first: a sequence is built only for the alerts that pass them.
-    ``model`` None: the status alone (probabilities None), without running any model.
+    ``model`` None: the status alone (probabilities None), without running any model. The model's
+    contract may carry a ``calibration`` (:mod:`fink_t2.calibration`) applied to its output.
     """
     offsets = np.asarray(offsets, dtype=np.int64)
     n = len(offsets) - 1
     status = header_status(roid, cdsxmatch, jd_now, jdstarthist)
     todo = np.flatnonzero(status == STATUS_OK)
-    proba = None if model is None else np.full((n, len(model.class_names)), REJECTED, dtype=np.float32)
+    proba = label = None
+    if model is not None:
+        proba = np.full((n, len(model.class_names)), REJECTED, dtype=np.float32)
+        label = np.full(n, None, dtype=object)
     if len(todo) == 0:
-        return proba, status
+        return Classification(proba, status, label)
     lengths = np.diff(offsets)[todo]
     sub_offsets = np.r_[0, np.cumsum(lengths)]
     points = np.repeat(offsets[todo] - sub_offsets[:-1], lengths) + np.arange(sub_offsets[-1])
@@ -71,8 +99,11 @@ def classify_alerts(jd, fid, mag, isdiffpos, offsets, jd_now, jdstarthist, ndeth
     status[todo] = sub_status
     keep = sub_status == STATUS_OK
     if model is not None and keep.any():
-        proba[todo[keep]] = model.predict(seq.values[keep])
-    return proba, status
+        output = model.predict(seq.values[keep])
+        rows = todo[keep]
+        proba[rows] = calibrated_probabilities(output, now_features(seq.values[keep]), model.contract.get("calibration"))
+        label[rows] = np.asarray(model.class_names, dtype=object)[output.argmax(axis=1)]
+    return Classification(proba, status, label)
 
 
 def _numbers(column) -> np.ndarray:
@@ -100,9 +131,10 @@ def classify_columns(cjd, cfid, cmagpsf, cisdiffpos, roid, cdsxmatch, jdstarthis
     mag, _ = flatten_ragged(columns[2])
     sign = None if signs is None else flatten_ragged(signs, dtype=object)[0]
     jd_now = np.array([a[-1] if a is not None and len(a) else np.nan for a in columns[0]], dtype=np.float64)
-    proba, status = classify_alerts(jd, fid, mag, sign, offsets, jd_now, _numbers(jdstarthist), _numbers(ndethist),
-                                    roid, cdsxmatch, model)
-    status[malformed] = STATUS_MALFORMED
-    if proba is not None:
-        proba[malformed] = REJECTED
-    return proba, status
+    result = classify_alerts(jd, fid, mag, sign, offsets, jd_now, _numbers(jdstarthist), _numbers(ndethist),
+                             roid, cdsxmatch, model)
+    result.status[malformed] = STATUS_MALFORMED
+    if result.proba is not None:
+        result.proba[malformed] = REJECTED
+        result.label[malformed] = None
+    return result

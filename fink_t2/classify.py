@@ -21,7 +21,7 @@ is classified exactly as the stream classifies those alerts.
 
 Output: one row per object (sorted by ``objectId``): ``objectId``, ``n_detections`` (g/r detections
 in the alert's window), one probability column per class of the model's contract, ``class`` (the
-most probable one) and ``t2_status``. A rejected object (``t2_status`` not ``ok``: e.g. fewer than
+class-balanced decision, as the stream's ``t2_class``) and ``t2_status``. A rejected object (``t2_status`` not ``ok``: e.g. fewer than
 2 detection epochs in its window, or older than 90 days) gets every probability −1 and an empty ``class``.
 
 >>> import pandas as pd
@@ -107,12 +107,10 @@ def classify_lightcurves(table: pd.DataFrame, model=None, model_ref=None) -> pd.
                 else np.add.reduceat(detected, first) if len(first) else np.zeros(0))
     roid = header["roid"] if header["roid"] is not None else np.zeros(len(ids))
     xmatch = header["cdsxmatch"] if header["cdsxmatch"] is not None else np.full(len(ids), "Unknown", dtype=object)
-    proba, status = classify_alerts(jd, fid, mag, isdiffpos, offsets, jd[last], jdstarthist, ndethist, roid, xmatch,
-                                    model)
+    result = classify_alerts(jd, fid, mag, isdiffpos, offsets, jd[last], jdstarthist, ndethist, roid, xmatch, model)
+    proba, status = result
     seq = build_sequences(jd, fid, mag, isdiffpos, jd[last], jdstarthist, ndethist, offsets=offsets)
-    ok = status == STATUS_OK
-    label = np.full(len(ids), "", dtype=object)
-    label[ok] = np.asarray(names, dtype=object)[proba[ok].argmax(axis=1)]
+    label = np.where(status == STATUS_OK, result.label, "")
     out = pd.DataFrame({"objectId": ids, "n_detections": seq.n_detections})
     for i, name in enumerate(names):
         out[name] = proba[:, i]

@@ -21,6 +21,7 @@ import json
 import zipfile
 from pathlib import Path
 
+from fink_t2.calibration import check_calibration
 from fink_t2.sequences import BANDS, CHANNELS, PREPROCESSING_VERSION, SEQUENCE_LENGTH, WINDOW_DAYS
 
 CONTRACT_NAME = "t2_contract.json"
@@ -89,6 +90,10 @@ def check_contract(contract: dict, path="model") -> None:
     names = contract.get("class_names")
     if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
         raise ModelContractError(f"{path}: class_names must be distinct non-empty strings, got {names!r}")
+    try:
+        check_calibration(contract.get("calibration"), len(names), path)
+    except ValueError as err:
+        raise ModelContractError(str(err)) from None
 
 
 def check_io(path, contract: dict, input_shape, n_outputs: int) -> None:

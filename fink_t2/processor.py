@@ -1,15 +1,16 @@
-"""The Fink science module: the ``t2`` pandas UDF, ``t2_status`` and ``maxclass``.
+"""The Fink science module: the ``t2`` pandas UDF, ``t2_status``, ``t2_class`` and ``maxclass``.
 
 Use it next to any fink-science module, on a DataFrame that has the ``c*`` history columns
 (``fink_utils.spark.utils.concat_col`` of ``jd``, ``fid``, ``magpsf``, ``isdiffpos``) plus
 ``roid``, ``cdsxmatch`` and the ``candidate`` struct::
 
     df = df.withColumn("t2", t2(*T2_COLUMNS))
-    df = df.withColumn("t2_class", maxclass("t2"))
+    df = df.withColumn("t2_class", t2_class(*T2_COLUMNS))
 
-``t2`` returns a map class → probability; every value is ``REJECTED`` (−1.0) for an alert rejected
-by the cuts (:mod:`fink_t2.cuts`, where the thresholds live). ``t2_status`` says why (``ok`` or
-the first cut failed). The work itself is :func:`fink_t2.classifier.classify_columns`, the same
+``t2`` returns a map class → calibrated probability; every value is ``REJECTED`` (−1.0) for an alert
+rejected by the cuts (:mod:`fink_t2.cuts`, where the thresholds live). ``t2_status`` says why (``ok``
+or the first cut failed). ``t2_class`` is the class-balanced decision (:mod:`fink_t2.calibration`);
+``maxclass`` the most probable class of a map. The work itself is :func:`fink_t2.classifier.classify_columns`, the same
 core as ``fink-t2 classify`` and the evaluation.
 
 Examples
@@ -22,8 +23,8 @@ On 124 real alerts of 2021-11-22 from Fink's science stage:
 >>> spark = get_spark()
 >>> df = load_alerts(spark, SAMPLE_NIGHT)
 >>> df = df.withColumn("t2", t2(*T2_COLUMNS)).withColumn("t2_status", t2_status(*T2_COLUMNS))
->>> df = df.withColumn("t2_class", maxclass("t2"))
->>> rows = df.select("t2", "t2_status", "t2_class").collect()
+>>> df = df.withColumn("t2_class", t2_class(*T2_COLUMNS)).withColumn("most_probable", maxclass("t2"))
+>>> rows = df.select("t2", "t2_status", "t2_class", "most_probable").collect()
 >>> len(rows)
 124
 >>> sorted(rows[0].t2) == sorted(CLASS_NAMES)
@@ -33,6 +34,8 @@ True
 >>> all(abs(sum(r.t2.values()) - 1) < 1e-3 for r in rows if r.t2_status == "ok")
 True
 >>> sum(r.t2_status == "ok" for r in rows) == sum(r.t2_class is not None for r in rows)
+True
+>>> all(r.most_probable == max(r.t2, key=r.t2.get) for r in rows if r.t2_status == "ok")
 True
 """
 
@@ -44,7 +47,7 @@ from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import FloatType, MapType, StringType, StructField, StructType
 
 from fink_t2.classifier import classify_columns
-from fink_t2.cuts import REJECTED, STATUS_OK
+from fink_t2.cuts import REJECTED  # noqa: F401 - the value of a rejected alert, used in the doctest
 from fink_t2.gpu import model_for_task
 from fink_t2.model_ref import ModelRef
 
@@ -73,43 +76,58 @@ def _run(ref: ModelRef, columns):
     return model, classify_columns(*columns, model=model)
 
 
-def t2_udf(ref: ModelRef | None = None):
-    """The ``t2`` pandas UDF running the model of ``ref`` (default: :data:`DEFAULT_MODEL`).
-
-    The reference travels with the UDF, so every worker runs the file the driver checked.
-    """
+def _column_udf(ref: ModelRef | None, return_type, column):
+    """A pandas UDF over :data:`T2_COLUMNS` returning ``column(model, classification)`` as a Series."""
     ref = ref or DEFAULT_MODEL
 
-    @pandas_udf(T2_MAP_TYPE)
-    def t2(cjd: pd.Series, cfid: pd.Series, cmagpsf: pd.Series, cisdiffpos: pd.Series, roid: pd.Series,
-           cdsxmatch: pd.Series, jdstarthist: pd.Series, ndethist: pd.Series) -> pd.Series:
-        """Fink science module: map class → probability, all -1.0 when rejected by the cuts."""
-        model, (proba, _) = _run(ref, (cjd, cfid, cmagpsf, cisdiffpos, roid, cdsxmatch, jdstarthist, ndethist))
-        return pd.Series(as_maps(proba, model.class_names))
+    @pandas_udf(return_type)
+    def udf(cjd: pd.Series, cfid: pd.Series, cmagpsf: pd.Series, cisdiffpos: pd.Series, roid: pd.Series,
+            cdsxmatch: pd.Series, jdstarthist: pd.Series, ndethist: pd.Series) -> pd.Series:
+        model, result = _run(ref, (cjd, cfid, cmagpsf, cisdiffpos, roid, cdsxmatch, jdstarthist, ndethist))
+        return pd.Series(column(model, result), dtype=object)
 
-    return t2
+    return udf
+
+
+def t2_udf(ref: ModelRef | None = None):
+    """The ``t2`` pandas UDF (map class → probability, all -1.0 when rejected by the cuts) of ``ref``'s model.
+
+    Default model: :data:`DEFAULT_MODEL`. The reference travels with the UDF, so every worker runs the file
+    the driver checked.
+    """
+    return _column_udf(ref, T2_MAP_TYPE, lambda model, result: as_maps(result.proba, model.class_names))
+
+
+def t2_class_udf(ref: ModelRef | None = None):
+    """The ``t2_class`` pandas UDF: the class-balanced decision of ``ref``'s model, null when rejected.
+
+    It is the argmax of the network's own output, trained with class weights (what macro-F1 rewards); the
+    ``t2`` map holds the calibrated probabilities, whose argmax (:func:`maxclass`) favours the majority class.
+    """
+    return _column_udf(ref, StringType(), lambda model, result: result.label)
 
 
 def t2_result_udf(ref: ModelRef | None = None):
     """One pass giving the struct (``t2`` map, ``t2_status``, ``t2_class``): what the replay writes.
 
-    Same values as ``t2``, ``t2_status`` and ``maxclass`` applied one after the other.
+    Same values as ``t2``, ``t2_status`` and ``t2_class`` applied one after the other, in one model run.
     """
     ref = ref or DEFAULT_MODEL
 
     @pandas_udf(T2_RESULT_TYPE)
     def t2_result(cjd: pd.Series, cfid: pd.Series, cmagpsf: pd.Series, cisdiffpos: pd.Series, roid: pd.Series,
                   cdsxmatch: pd.Series, jdstarthist: pd.Series, ndethist: pd.Series) -> pd.DataFrame:
-        model, (proba, status) = _run(ref, (cjd, cfid, cmagpsf, cisdiffpos, roid, cdsxmatch, jdstarthist, ndethist))
-        names = np.asarray(model.class_names, dtype=object)
-        best = np.where(status == STATUS_OK, names[proba.argmax(axis=1)], None)
-        return pd.DataFrame({"t2": as_maps(proba, names), "t2_status": status, "t2_class": best})
+        model, result = _run(ref, (cjd, cfid, cmagpsf, cisdiffpos, roid, cdsxmatch, jdstarthist, ndethist))
+        return pd.DataFrame({"t2": as_maps(result.proba, model.class_names), "t2_status": result.status,
+                             "t2_class": result.label})
 
     return t2_result
 
 
 #: the Fink science module with the default model: ``df.withColumn("t2", t2(*T2_COLUMNS))``
 t2 = t2_udf()
+#: its class-balanced decision: ``df.withColumn("t2_class", t2_class(*T2_COLUMNS))``
+t2_class = t2_class_udf()
 
 
 @pandas_udf(StringType())
@@ -122,7 +140,11 @@ def t2_status(cjd: pd.Series, cfid: pd.Series, cmagpsf: pd.Series, cisdiffpos: p
 
 @pandas_udf(StringType())
 def maxclass(t2_map: pd.Series) -> pd.Series:
-    """Most probable class of a ``t2`` map; null for an alert rejected by the cuts."""
+    """Most probable class of a ``t2`` map (of its calibrated probabilities); null for an alert rejected by the cuts.
+
+    For young alerts this is mostly the majority class (SN Ia): prefer :data:`t2_class`, the class-balanced
+    decision, to find the rare classes.
+    """
 
     def best(m):
         items = dict(m) if m is not None else {}

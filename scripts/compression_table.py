@@ -65,11 +65,13 @@ def sizes(path: Path) -> tuple[int, int]:
 
 
 class FloatModel:
-    """A float variant (SavedModel, .keras, .h5) with the runner's interface: ``class_names``, ``predict``."""
+    """A float variant (SavedModel, .keras, .h5) with the runner's interface: ``class_names``, ``contract``,
+    ``predict``."""
 
     class_names = CLASS_NAMES
 
-    def __init__(self, path: Path, kind: str):
+    def __init__(self, path: Path, kind: str, contract: dict):
+        self.contract = contract
         if kind == "tf":
             self.fn = tf.saved_model.load(str(path)).signatures["serving_default"]
             self.runtime = "TensorFlow SavedModel signature, 1 thread"
@@ -87,14 +89,18 @@ class FloatModel:
         return np.concatenate([self.model(x[s : s + step], training=False).numpy() for s in range(0, len(x), step)])
 
 
-def load_variant(path: Path, kind: str):
-    """(model, load seconds to a first prediction): TFLite files through the shipping runner ``T2Model``."""
+def load_variant(path: Path, kind: str, calibration: dict | None):
+    """(model, load seconds to a first prediction): TFLite files through the shipping runner ``T2Model``.
+
+    Every variant is scored with the float model's calibration (the one ``fink-t2 train`` put in the contract).
+    """
     start = time.perf_counter()
+    contract = make_contract(CLASS_NAMES, calibration=calibration)
     if kind == "tflite":
-        model = T2Model(content=path.read_bytes(), contract=make_contract(CLASS_NAMES), num_threads=1)
+        model = T2Model(content=path.read_bytes(), contract=contract, num_threads=1)
         model.runtime = f"fink_t2.inference.T2Model ({model.interpreter_name}), 1 thread, chunks of {MAX_CHUNK}"
     else:
-        model = FloatModel(path, kind)
+        model = FloatModel(path, kind, contract)
     model.predict(np.zeros((1, SEQUENCE_LENGTH, len(CHANNELS)), np.float32))
     return model, time.perf_counter() - start
 
@@ -109,9 +115,10 @@ def evaluation_views(float_dir: Path, max_objects=None) -> tuple[Views, np.ndarr
     return alert_views(val), class_prior(train[train["source"] == "bts"].groupby("object_id")["label"].first())
 
 
-def measure(path: Path, kind: str, views: Views, prior: np.ndarray, x: np.ndarray, reps: int) -> dict:
+def measure(path: Path, kind: str, views: Views, prior: np.ndarray, x: np.ndarray, reps: int,
+            calibration: dict | None = None) -> dict:
     """Load time, latency, throughput (CPU time of this process) and quality on alert views of one variant."""
-    model, load_s = load_variant(path, kind)
+    model, load_s = load_variant(path, kind, calibration)
     times = []  # CPU time of this process (all its threads): robust to other jobs sharing the cores
     for _ in range(reps):
         t = time.process_time()
@@ -123,14 +130,16 @@ def measure(path: Path, kind: str, views: Views, prior: np.ndarray, x: np.ndarra
         model.predict(x)
         n += len(x)
     throughput = n / (time.process_time() - t)
-    proba, status = score_views(model, views)
+    scores = score_views(model, views)
+    proba, status = scores
     ok = status == "ok"
     index = {c: i for i, c in enumerate(CLASS_NAMES)}
     y = np.array([index[c] for c in views.label])
+    pred = np.array([index.get(c, -1) for c in scores.label])
     objects = pd.Series(views.object_id[ok])
     weight = 1.0 / objects.map(objects.value_counts()).to_numpy(np.float64)  # every object weighs the same
-    pooled = classification_metrics(y[ok], proba[ok], weight, prior)
-    buckets = bucket_metrics(views, proba, status, prior)
+    pooled = classification_metrics(y[ok], proba[ok], weight, prior, pred[ok])
+    buckets = bucket_metrics(views, scores, prior)
     return {"runtime": model.runtime, "load_s": load_s, "latency_ms": 1e3 * float(np.median(times)),
             "throughput_per_s": throughput, "log_loss": pooled["log_loss"], "accuracy": pooled["accuracy"],
             "macro_f1": pooled["macro_f1"], "prior_log_loss": pooled["prior_log_loss"],
@@ -184,9 +193,9 @@ def markdown(rows: list[dict], meta: dict) -> str:
               "* Full-integer models run slower than dynamic-range ones on this x86 CPU (the LayerNorms and the "
               "attention become many small int8 ops with requantization); they are chosen for size, not speed. "
               "Batched throughput of every TFLite variant is well above a ZTF night's alert rate.",
-              "* The calibration `fink-t2 train` folds into the last layer (fink_t2.model.calibration) is in every "
-              "variant converted from the float model; the tfmot variants are fine-tuned again afterwards with class "
-              "weights and no recalibration, which is part of their log-loss difference.",
+              "* Every variant is scored with the calibration `fink-t2 train` fitted for the float model and put in the "
+              "contract (fink_t2.calibration); the tfmot variants are fine-tuned again afterwards with class weights "
+              "and not recalibrated, which is part of their log-loss difference.",
               f"* Shipped model: `{meta.get('shipped_variant')}` — see fink_t2/data/t2_metrics.json.", ""]
     row = next((r for r in rows if r["variant"] == meta.get("shipped_variant") and "error" not in r), None)
     if row is not None:
@@ -231,7 +240,8 @@ def main(argv=None) -> dict:
         print(f"measuring {name} ...", file=sys.stderr)
         row = {"variant": name, "file": str(path), "kind": kind, "description": description}
         row["bytes"], row["gzip_bytes"] = sizes(path)
-        row.update(measure(path, kind, views, prior, x, reps=50 if args.quick else 300))
+        row.update(measure(path, kind, views, prior, x, reps=50 if args.quick else 300,
+                           calibration=trained["training"].get("calibration")))
         row.pop("_proba")
         rows.append(row)
     shipped = None

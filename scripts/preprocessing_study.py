@@ -165,6 +165,7 @@ def speed(n_alerts: int, n_gp: int, bts: pd.DataFrame) -> dict:
 def quality(bts: pd.DataFrame, n_objects: int, n_folds: int, epochs: int, seed: int) -> dict:
     """Per age bucket, mean over folds of macro-F1 and log-loss (and the prior's) for each preprocessing."""
     from fink_t2.model.architecture import build_model, keras
+    from fink_t2.classifier import Classification
     from fink_t2.model.evaluate import bucket_metrics, class_prior
     from fink_t2.model.train import Recipe, class_weights, set_seeds
     from fink_t2.model.views import sample_views
@@ -196,7 +197,9 @@ def quality(bts: pd.DataFrame, n_objects: int, n_folds: int, epochs: int, seed: 
             model.fit(x[ok], y, sample_weight=w[y], epochs=epochs, batch_size=recipe.batch_size, verbose=0)
             proba = np.full((len(xv), len(CLASS_NAMES)), -1.0, np.float32)
             proba[ok_test] = model.predict(x_test[ok_test], batch_size=1024, verbose=0)
-            folds[kind].append(bucket_metrics(xv, proba, np.where(ok_test, "ok", "too_few_detections"), prior))
+            label = np.where(ok_test, np.array(CLASS_NAMES, dtype=object)[proba.argmax(axis=1)], None)
+            scores = Classification(proba, np.where(ok_test, "ok", "too_few_detections"), label)
+            folds[kind].append(bucket_metrics(xv, scores, prior))
     out = {"objects": int(len(objects)), "folds": n_folds, "epochs": epochs, "seed": seed,
            "preprocessing_cpu_seconds": seconds}
     for kind, results in folds.items():

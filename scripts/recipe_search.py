@@ -13,11 +13,11 @@ with its per-bucket table (mean over folds) under ``NAME`` in ``docs/quality_exp
 records the cross-validation that ``fink-t2 train --cv`` wrote into fink_t2/data/t2_metrics.json
 (the shipped recipe's confirming run) under ``NAME``.
 
-    python scripts/recipe_search.py NAME --posthoc temperature|age|agetemp
+    python scripts/recipe_search.py NAME --posthoc temperature|age
 
-re-scores a finished experiment's saved fold predictions under a calibration fitted on each fold's
-validation views (as :func:`fink_t2.model.train.calibrate` would fold into the model), without
-retraining: a cheap screen of calibrations, logged as ``NAME+MODE``; a calibration is adopted only
+re-scores a finished experiment's saved fold outputs: probabilities under a calibration fitted on each fold's
+validation views (as `fink-t2 train` puts it into the contract), decisions the raw argmax, without
+retraining: a cheap screen of calibrations, logged as ``NAME+MODE, raw-argmax decision``; adopted only
 after a full cross-validation with it.
 """
 
@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 from fink_t2.model.datasets import CLASS_NAMES, load_table  # noqa: E402
 from fink_t2.model.evaluate import crossval  # noqa: E402
 from fink_t2.model.train import Recipe, recipe_arguments, recipe_from  # noqa: E402
+from fink_t2.calibration import CALIBRATION_CHANNELS  # noqa: E402
 from fink_t2.model.views import age_bucket  # noqa: E402
 
 LOG = ROOT / "docs" / "quality_experiments.json"
@@ -69,41 +70,14 @@ class _Scored:
         return age_bucket(self.age)
 
 
-def recalibrate(logp, now, params, mode):
-    t, c, d = params
-    if mode == "agetemp":  # one temperature per alert, log-linear in its age and ndethist: keeps every argmax
-        z = logp / (t * np.exp(now @ d[:, :1]))
-    else:
-        z = logp / t + ((c + now @ d) if mode == "age" else 0.0)
-    z -= z.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    return p / p.sum(axis=1, keepdims=True)
-
-
-def fit_calibration(logp, now, y, mode):
-    """(temperature, class offsets, channel offsets) minimising the validation log-loss, as ``calibrate`` does."""
-    from scipy.optimize import minimize
-
-    k, e = logp.shape[1], (now.shape[1] if mode in ("age", "agetemp") else 0)
-    if mode == "agetemp":
-        k = 1
-
-    def unpack(theta):
-        return np.exp(theta[0]), theta[1:1 + k], theta[1 + k:].reshape(e, k)
-
-    def loss(theta):
-        p = recalibrate(logp, now, unpack(theta), mode)
-        return -np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1))) + 1e-3 * np.sum(theta[1:] ** 2)
-
-    theta = minimize(loss, np.zeros(1 + (k + e * k if mode in ("age", "agetemp") else 0)), method="L-BFGS-B").x
-    return unpack(theta)
-
-
 def posthoc(name: str, mode: str, data_dir: str) -> dict:
-    """Re-score experiment ``name``'s folds with a calibration fitted on their validation views."""
+    """Re-score experiment ``name``'s folds with a calibration (``fink_t2.model.calibration``) fitted on their
+    validation views; the decisions stay the argmax of each fold's raw output, as in the shipped model."""
+    from fink_t2.calibration import calibrated_probabilities
+    from fink_t2.classifier import Classification
+    from fink_t2.model.calibration import fit_calibration
     from fink_t2.model.datasets import cv_folds, load_bts, object_table
     from fink_t2.model.evaluate import bucket_metrics, class_prior, summarize_folds
-    from fink_t2.model.calibration import CALIBRATION_CHANNELS
     from fink_t2.sequences import CHANNELS
 
     out = Path("build/exp") / name
@@ -114,20 +88,23 @@ def posthoc(name: str, mode: str, data_dir: str) -> dict:
     results = []
     for k, (train_ids, _) in enumerate(splits):
         fold = np.load(out / f"fold{k}.npz", allow_pickle=False)
-        params = fit_calibration(np.log(np.clip(fold["val_proba"], 1e-12, 1)), fold["val_now"][:, chan],
-                                 fold["val_y"], mode)
+        x_val = np.zeros((len(fold["val_y"]), 1, len(CHANNELS)), np.float32)
+        x_val[:, -1, chan] = fold["val_now"][:, chan]
+        params = fit_calibration(fold["val_proba"], x_val, fold["val_y"], mode)
         ok = fold["status"] == "ok"
-        proba = fold["proba"].astype(np.float64).copy()
-        proba[ok] = recalibrate(np.log(np.clip(proba[ok], 1e-12, 1)), fold["now"][ok][:, chan], params, mode)
+        proba = fold["proba"].copy()
+        proba[ok] = calibrated_probabilities(fold["proba"][ok], fold["now"][ok][:, chan].astype(np.float64), params)
+        label = np.where(ok, np.array(CLASS_NAMES, dtype=object)[fold["proba"].argmax(axis=1)], None)
         prior = class_prior(objects.set_index("object_id").loc[train_ids, "label"])
-        results.append(bucket_metrics(_Scored(fold), proba, fold["status"], prior))
-        print(f"fold {k + 1}: temperature {params[0]:.3f}", flush=True)
+        results.append(bucket_metrics(_Scored(fold), Classification(proba, fold["status"], label), prior))
+        print(f"fold {k + 1}: {params and {'temperature': round(params['temperature'], 3)}}", flush=True)
     summary_cv = {**cv, "buckets": summarize_folds(results), "posthoc_calibration": mode}
     entry = {"command": f"python scripts/recipe_search.py {name} --posthoc {mode}",
-             "note": f"post-hoc screen: {name}'s saved fold predictions recalibrated ({mode}) on each fold's "
-                     "validation views; not retrained", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+             "note": f"post-hoc screen: {name}'s saved fold outputs, probabilities calibrated ({mode}) on each fold's "
+                     "validation views, decisions the raw argmax; not retrained",
+             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "folds": cv["folds"], "recipe": {**cv["recipe"], "calibration": mode}, "cv_mean": summary(summary_cv)}
-    record(f"{name}+{mode}", entry)
+    record(f"{name}+{mode}, raw-argmax decision", entry)
     print(json.dumps(entry["cv_mean"], indent=1))
     return entry
 
@@ -139,7 +116,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--note", default="", help="why this experiment (kept in the log)")
-    parser.add_argument("--posthoc", choices=("temperature", "age", "agetemp"), default=None,
+    parser.add_argument("--posthoc", choices=("temperature", "age"), default=None,
                         help="re-score the saved folds of NAME under this calibration (no training)")
     parser.add_argument("--shipped", action="store_true", help="record the shipped model's cross-validation as NAME")
     recipe_arguments(parser)

@@ -10,13 +10,14 @@ import pytest
 
 import tf_keras  # noqa: F401  (train extra: a missing install must fail, not skip)
 
+from fink_t2.calibration import CALIBRATION_CHANNELS  # noqa: E402
 from fink_t2.contract import read_contract  # noqa: E402
 from fink_t2.inference import T2Model  # noqa: E402
 from fink_t2.model.architecture import build_model, keras  # noqa: E402
 from fink_t2.model.datasets import (CLASS_NAMES, cv_folds, load_bts, load_snpcc, load_table,  # noqa: E402
                                     object_table, type_to_class, validation_ids)
 from fink_t2.model.evaluate import guard_metrics  # noqa: E402
-from fink_t2.model.calibration import CALIBRATION_CHANNELS, calibrate  # noqa: E402
+from fink_t2.model.calibration import fit_calibration  # noqa: E402
 from fink_t2.model.train import Recipe, train_and_export, view_inputs  # noqa: E402
 from fink_t2.model.views import AGE_BUCKETS, alert_views, sample_views  # noqa: E402
 from fink_t2.sequences import CHANNELS, SEQUENCE_LENGTH, WINDOW_DAYS, build_sequences  # noqa: E402
@@ -43,28 +44,58 @@ def test_architecture_size_and_softmax():
 
 
 @pytest.mark.parametrize("mode", ["temperature", "age"])
-def test_calibration_is_folded_into_the_last_layer(mode):
+def test_calibration_is_fitted_then_carried_by_the_contract_and_keeps_the_decision(mode, tmp_path):
+    from fink_t2.calibration import calibrated_probabilities, now_features
+    from fink_t2.classifier import classify_alerts
+    from fink_t2.contract import attach_contract, make_contract
+    from fink_t2.model.export import tflite_bytes
+
     rng = np.random.default_rng(0)
     x = rng.random((400, SEQUENCE_LENGTH, len(CHANNELS))).astype(np.float32)
     x[:, :, CHANNELS.index("age")] = rng.uniform(-1, 3, (400, 1))  # the age channel varies between alerts
     model = build_model(len(CLASS_NAMES))
-    before = model.predict(x, verbose=0).astype(np.float64)
+    raw = model.predict(x, verbose=0).astype(np.float64)
     # labels that an age-dependent, softer output explains better than the raw one: the fit has work to do
     y = np.where(x[:, -1, CHANNELS.index("age")] > 1, 0, rng.integers(0, 4, 400))
-    info = calibrate(model, x, y, mode)
-    after = model.predict(x, verbose=0).astype(np.float64)
-    assert info["mode"] == mode and info["val_log_loss_after"] < info["val_log_loss_before"] - 0.05
-    # the exported model computes exactly the fitted calibration of the raw output, with no extra layer
-    z = np.log(before) / info["temperature"]
+    params = fit_calibration(raw, x, y, mode)
+    assert params["mode"] == mode
+    assert params["validation_log_loss"]["after"] < params["validation_log_loss"]["before"] - 0.05
+    # what the runtime computes is the fitted formula of the raw output
+    z = np.log(raw) / params["temperature"]
     if mode == "age":
         chan = [CHANNELS.index(c) for c in CALIBRATION_CHANNELS]
-        d = np.array([info["channel_offsets"][c] for c in CALIBRATION_CHANNELS])
-        z += np.array(info["class_offsets"]) + x[:, -1, chan] @ d
-    else:
-        np.testing.assert_array_equal(after.argmax(axis=1), before.argmax(axis=1))  # a temperature keeps every argmax
+        d = np.array([params["channel_offsets"][c] for c in CALIBRATION_CHANNELS])
+        z += np.array(params["class_offsets"]) + x[:, -1, chan] @ d
     expected = np.exp(z - z.max(axis=1, keepdims=True))
-    np.testing.assert_allclose(after, expected / expected.sum(axis=1, keepdims=True), atol=2e-5)
-    assert len(model.layers) == len(build_model(len(CLASS_NAMES)).layers)
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(calibrated_probabilities(raw, now_features(x), params), expected, atol=2e-6)
+    # carried by the contract of a real model file; the decision is still the raw output's argmax
+    path = tmp_path / "t2.tflite"
+    path.write_bytes(attach_contract(tflite_bytes(model, "dynamic"), make_contract(CLASS_NAMES, calibration=params)))
+    runner = T2Model(str(path))
+    assert read_contract(path)["calibration"]["temperature"] == params["temperature"]
+    jd = [np.array([2459000.5, 2459001.5, 2459003.5])] * 2
+    result = classify_alerts(np.concatenate(jd), np.array([1, 2, 1] * 2, float), np.array([19.0, 18.7, 18.2] * 2),
+                             None, [0, 3, 6], [2459003.5] * 2, [2459000.5, 2459000.5 - 60], [3, 40], [0, 0],
+                             ["Unknown"] * 2, runner)
+    values = build_sequences(jd, [np.array([1, 2, 1])] * 2, [np.array([19.0, 18.7, 18.2])] * 2,
+                             jd_now=[2459003.5] * 2, jdstarthist=[2459000.5, 2459000.5 - 60], ndethist=[3, 40]).values
+    out = runner.predict(values)
+    np.testing.assert_allclose(result.proba, calibrated_probabilities(out, now_features(values), params), atol=1e-6)
+    assert list(result.label) == [CLASS_NAMES[i] for i in out.argmax(axis=1)]
+
+
+def test_a_contract_with_a_broken_calibration_is_refused(tmp_path):
+    from fink_t2.contract import ModelContractError, attach_contract, make_contract, strip_contract
+    from fink_t2.model_ref import DEFAULT_MODEL_PATH
+
+    bad = {"temperature": -1.0, "class_offsets": [0.0] * 4, "channel_offsets": {c: [0.0] * 4 for c in CALIBRATION_CHANNELS}}
+    for calibration in (bad, {**bad, "temperature": 1.0, "class_offsets": [0.0] * 3}, {"temperature": 1.0}):
+        path = tmp_path / "t2.tflite"
+        path.write_bytes(attach_contract(strip_contract(DEFAULT_MODEL_PATH),
+                                         make_contract(CLASS_NAMES, calibration=calibration)))
+        with pytest.raises(ModelContractError, match="calibration"):
+            read_contract(path)
 
 
 def test_every_labelled_type_is_mapped():

@@ -1,71 +1,64 @@
-"""Post-hoc calibration of t2's probabilities, folded into its last layer (no extra op, same size and speed).
+"""Fit the calibration a t2 model file carries in its contract (applied by :mod:`fink_t2.calibration`).
 
-Class weights buy rare-class recall (macro-F1) at the price of probabilities that overstate the rare
-classes, worst for young alerts where the network knows little: their log-loss falls behind a constant
-class prior. :func:`calibrate` fits, on the validation views (the evaluation's distribution), either one
-temperature (keeps every argmax, hence the macro-F1) or a temperature plus class offsets linear in the
-alert's age and ``ndethist`` channels, and writes it into the weights of the final Dense layer.
+Class weights buy rare-class recall (macro-F1: the argmax of the network's output is the class-balanced
+decision ``t2_class``) at the price of an output that overstates the rare classes, worst for young alerts
+where the network knows little: read as probabilities, it falls behind a constant class prior. The
+calibration maps the output to probabilities without touching the decision:
+
+* ``"temperature"``: one temperature;
+* ``"age"``: a temperature plus class offsets linear in the alert's own ``age`` and ``log_ndethist``
+  channels, which undoes the class weights where they mislead (young alerts) and keeps them where the
+  network knows (older ones).
+
+It is fitted on the validation views (the evaluation's distribution: at most ``views_per_bucket`` views
+per object and age bucket), by minimising their log-loss, L2-regularised. The decision stays the argmax
+of the raw output, so macro-F1 is the same whatever the calibration.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-#: channels of the alert's own epoch (the model's ``now`` features) that the "age" calibration may use
-CALIBRATION_CHANNELS = ("age", "log_ndethist")
+from fink_t2.calibration import CALIBRATION_CHANNELS, log_calibrated, now_features
+
+MODES = ("none", "temperature", "age")
+#: L2 penalty on the offsets (and the log-temperature)
+PENALTY = 1e-3
 
 
-def calibrate(model, x_val: np.ndarray, y_val: np.ndarray, mode: str = "temperature") -> dict:
-    """Fit a calibration of the softmax on validation views and fold it into the ``probabilities`` layer.
+def fit_calibration(output: np.ndarray, x: np.ndarray, y: np.ndarray, mode: str = "age") -> dict | None:
+    """Calibration parameters (``fink_t2.calibration`` format) of the network ``output`` on inputs ``x``, labels ``y``.
 
-    The network ends in ``softmax(W h + b)`` where ``h`` includes the alert's own-epoch channels; the
-    calibrated output ``softmax((W h + b) / T + c + D now[age, ndethist])`` is again one Dense layer
-    (``W / T`` plus ``D`` on those inputs, ``b / T + c``), so the exported model is unchanged in size and
-    speed. Fitted by minimising the unweighted log-loss of the validation views (the evaluation's
-    distribution: at most ``views_per_bucket`` views per object and age bucket), L2-regularised.
+    ``mode`` "none" (or no example): None, the output is used as the probabilities.
     """
     from scipy.optimize import minimize
 
-    from fink_t2.sequences import CHANNELS
+    if mode not in MODES:
+        raise ValueError(f"unknown calibration {mode!r}; known: {MODES}")
+    if mode == "none" or len(y) == 0:
+        return None
+    n_classes = output.shape[1]
+    log_output = np.log(np.clip(output.astype(np.float64), 1e-12, 1.0))
+    now = now_features(x) if mode == "age" else np.zeros((len(y), len(CALIBRATION_CHANNELS)))
+    n_free = 1 + (n_classes * (1 + len(CALIBRATION_CHANNELS)) if mode == "age" else 0)
 
-    if mode == "none" or len(y_val) == 0:
-        return {"mode": "none"}
-    if mode not in ("temperature", "age"):
-        raise ValueError(f"unknown calibration {mode!r}")
-    layer = model.get_layer("probabilities")
-    kernel, bias = layer.get_weights()
-    n_classes = kernel.shape[1]
-    logits = np.log(np.clip(model.predict(x_val, batch_size=1024, verbose=0).astype(np.float64), 1e-12, 1))
-    chan = [CHANNELS.index(c) for c in CALIBRATION_CHANNELS]
-    extra = x_val[:, -1, chan].astype(np.float64) if mode == "age" else np.zeros((len(y_val), 0))
-    n_extra = extra.shape[1]
+    def params(theta) -> dict:
+        offsets = np.zeros((1 + len(CALIBRATION_CHANNELS), n_classes))
+        if mode == "age":
+            offsets = theta[1:].reshape(1 + len(CALIBRATION_CHANNELS), n_classes)
+        return {"mode": mode, "temperature": float(np.exp(theta[0])), "class_offsets": offsets[0].tolist(),
+                "channel_offsets": {c: offsets[1 + k].tolist() for k, c in enumerate(CALIBRATION_CHANNELS)}}
 
-    def unpack(theta):
-        t = np.exp(theta[0])
-        c = theta[1:1 + n_classes]
-        d = theta[1 + n_classes:].reshape(n_extra, n_classes)
-        return t, c, d
-
-    def loss(theta):
-        t, c, d = unpack(theta)
-        z = logits / t + (c + extra @ d if mode == "age" else 0.0)
+    def loss(theta) -> float:
+        z = log_calibrated(log_output, now, params(theta))
         z -= z.max(axis=1, keepdims=True)
         logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        return -np.mean(logp[np.arange(len(y_val)), y_val]) + 1e-3 * np.sum(theta[1:] ** 2)
+        return -np.mean(logp[np.arange(len(y)), y]) + PENALTY * np.sum(theta ** 2)
 
-    theta0 = np.zeros(1 + (n_classes + n_extra * n_classes if mode == "age" else 0))
-    before = loss(theta0)
-    theta = minimize(loss, theta0, method="L-BFGS-B").x
-    t, c, d = unpack(theta)
-    kernel = kernel / t
-    bias = bias / t
-    if mode == "age":
-        # the concatenated ``now`` features are the last len(CHANNELS) inputs of the layer
-        first_now = kernel.shape[0] - len(CHANNELS)
-        for j, ch in enumerate(chan):
-            kernel[first_now + ch] += d[j]
-        bias = bias + c
-    layer.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
-    return {"mode": mode, "temperature": float(t), "class_offsets": c.round(6).tolist(),
-            "channel_offsets": {CALIBRATION_CHANNELS[j]: d[j].round(6).tolist() for j in range(n_extra)},
-            "val_log_loss_before": float(before), "val_log_loss_after": float(loss(theta))}
+    start = np.zeros(n_free)
+    theta = minimize(loss, start, method="L-BFGS-B").x
+    fitted = params(theta)
+    rounded = {k: (np.round(v, 6).tolist() if isinstance(v, list) else v) for k, v in fitted.items()}
+    rounded["channel_offsets"] = {c: np.round(v, 6).tolist() for c, v in fitted["channel_offsets"].items()}
+    rounded["validation_log_loss"] = {"before": float(loss(start)), "after": float(loss(theta))}
+    return rounded

@@ -31,7 +31,8 @@ METRICS = ("accuracy", "macro_f1", "log_loss", "prior_log_loss")
 
 
 def score_views(model, views: Views):
-    """(probabilities, status) of every view, through the stream's cuts and preprocessing."""
+    """The :class:`fink_t2.classifier.Classification` of every view (probabilities, status, decision),
+    through the stream's cuts, preprocessing and calibration."""
     n = len(views)
     return classify_alerts(views.jd, views.fid, views.mag, None, views.offsets, views.jd_now, views.jdstarthist,
                            views.ndethist, np.zeros(n), np.full(n, "Unknown", dtype=object), model)
@@ -43,12 +44,14 @@ def class_prior(labels) -> np.ndarray:
     return counts / counts.sum()
 
 
-def classification_metrics(y: np.ndarray, proba: np.ndarray, weight: np.ndarray, prior: np.ndarray) -> dict:
-    """Weighted accuracy, macro-F1, per-class F1, log-loss, and the log-loss of the constant ``prior``."""
+def classification_metrics(y: np.ndarray, proba: np.ndarray, weight: np.ndarray, prior: np.ndarray,
+                           pred: np.ndarray | None = None) -> dict:
+    """Weighted accuracy, macro-F1 and per-class F1 of the decisions ``pred`` (class indices; default: the
+    argmax of ``proba``), log-loss of the probabilities ``proba``, and the log-loss of the constant ``prior``."""
     labels = list(range(len(CLASS_NAMES)))
     proba = np.clip(proba.astype(np.float64), 1e-7, 1.0)
     proba /= proba.sum(axis=1, keepdims=True)
-    pred = proba.argmax(axis=1)
+    pred = proba.argmax(axis=1) if pred is None else np.asarray(pred)
     per_class = f1_score(y, pred, labels=labels, average=None, sample_weight=weight, zero_division=0)
     present = np.isin(labels, y)
     constant = np.tile(np.clip(prior, 1e-7, 1.0), (len(y), 1))
@@ -62,11 +65,16 @@ def classification_metrics(y: np.ndarray, proba: np.ndarray, weight: np.ndarray,
     }
 
 
-def bucket_metrics(views: Views, proba: np.ndarray, status: np.ndarray, prior: np.ndarray) -> dict:
-    """Metrics per alert-age bucket over the views the cuts let through (objects weighted equally)."""
+def bucket_metrics(views: Views, scores, prior: np.ndarray) -> dict:
+    """Metrics per alert-age bucket over the views the cuts let through (objects weighted equally).
+
+    ``scores``: the views' :class:`fink_t2.classifier.Classification` (decisions from its ``label``).
+    """
+    proba, status = scores
     bucket = views.bucket()
     index = {name: i for i, name in enumerate(CLASS_NAMES)}
     y = np.array([index[name] for name in views.label], dtype=np.int64)
+    pred = np.array([index.get(name, -1) for name in scores.label], dtype=np.int64)
     out = {}
     for b, name in enumerate(bucket_names()):
         in_bucket = bucket == b
@@ -78,7 +86,7 @@ def bucket_metrics(views: Views, proba: np.ndarray, status: np.ndarray, prior: n
         weight = 1.0 / objects.map(objects.value_counts()).to_numpy(np.float64)
         out[name] = {"n_views": int(ok.sum()), "n_objects": int(objects.nunique()),
                      "classified_share": float(ok.sum() / in_bucket.sum()),
-                     **classification_metrics(y[ok], proba[ok], weight, prior)}
+                     **classification_metrics(y[ok], proba[ok], weight, prior, pred[ok])}
     return out
 
 
@@ -117,24 +125,28 @@ def crossval(table: pd.DataFrame, recipe, n_folds: int = 5, progress: bool = Tru
         train = pd.concat([table[table["object_id"].isin(train_ids)], extra])
         train, val = split_train_val(train, recipe)
         model, info = fit(train, val[val["source"] == "bts"], recipe, progress=False)
-        runner = T2Model(content=dynamic_tflite(model), contract=make_contract(CLASS_NAMES))
+        runner = T2Model(content=dynamic_tflite(model),
+                         contract=make_contract(CLASS_NAMES, calibration=info["calibration"]))
         views = alert_views(table[table["object_id"].isin(test_ids)])
         prior = class_prior(objects.set_index("object_id").loc[train_ids, "label"])
-        proba, status = score_views(runner, views)
-        result = bucket_metrics(views, proba, status, prior)
+        scores = score_views(runner, views)
+        result = bucket_metrics(views, scores, prior)
         folds.append(result)
         if save_dir is not None:
-            _save_fold(Path(save_dir) / f"fold{k}.npz", runner, views, proba, status, val, recipe)
+            _save_fold(Path(save_dir) / f"fold{k}.npz", runner, views, scores.status, val, recipe)
         if progress:
             line = " ".join(f"{b}:{r.get('macro_f1', float('nan')):.2f}/{r.get('log_loss', float('nan')):.2f}"
                             f"({r.get('prior_log_loss', float('nan')):.2f})" for b, r in result.items())
             print(f"fold {k + 1}/{n_folds} (epochs {info['epochs_run']}) macro-F1/log-loss(prior): {line}", flush=True)
     return {"folds": n_folds, "seed": recipe.seed, "recipe": dataclasses.asdict(recipe),
-            "objects": int(len(objects)), "scored_by": "dynamic-range TFLite of each fold via fink_t2.inference.T2Model",
+            "objects": int(len(objects)), "scored_by": "dynamic-range TFLite of each fold (its calibration in its contract) via "
+            "fink_t2.inference.T2Model; macro-F1 and accuracy of the decision (t2_class), log-loss of the calibrated "
+            "probabilities",
             "weighting": "objects weigh the same within a bucket", "buckets": summarize_folds(folds)}
 
 
-def _save_fold(path, runner, views: Views, proba, status, val, recipe) -> None:
+def _save_fold(path, runner, views: Views, status, val, recipe) -> None:
+    """The fold's raw network outputs (before calibration) on its test and validation views."""
     from fink_t2.model.train import view_inputs
     from fink_t2.model.views import sample_views
     from fink_t2.sequences import build_sequences
@@ -145,6 +157,9 @@ def _save_fold(path, runner, views: Views, proba, status, val, recipe) -> None:
     x_val, y_val = view_inputs(sample_views(alert_views(val[val["source"] == "bts"]), recipe.views_per_bucket,
                                             recipe.seed))
     index = {name: i for i, name in enumerate(CLASS_NAMES)}
+    ok = status == STATUS_OK
+    proba = np.full((len(views), len(CLASS_NAMES)), -1.0, np.float32)
+    proba[ok] = runner.predict(seq.values[ok], chunk_size=256)
     np.savez_compressed(path, proba=proba, status=status.astype(str), bucket=views.bucket(), age=views.age,
                         y=np.array([index[c] for c in views.label]), object_id=views.object_id.astype(str),
                         now=seq.values[:, -1, :], val_proba=runner.predict(x_val, chunk_size=256), val_y=y_val,
@@ -160,10 +175,11 @@ def guard_views(bts_table: pd.DataFrame) -> Views:
 def guard_metrics(model, bts_table: pd.DataFrame) -> dict:
     """What the shipped file gives on :func:`guard_views` (objects it may have trained on: a check, not a score)."""
     views = guard_views(bts_table)
-    proba, status = score_views(model, views)
+    scores = score_views(model, views)
+    proba, status = scores
     ok = status == STATUS_OK
     prior = class_prior(object_table(bts_table)["label"])
     return {"objects": f"every {GUARD_EVERY}th BTS object sorted by objectId, all alert views",
             "n_views": int(len(views)), "n_classified": int(ok.sum()),
             "mean_probability": [float(v) for v in proba[ok].mean(axis=0)],
-            "buckets": bucket_metrics(views, proba, status, prior)}
+            "buckets": bucket_metrics(views, scores, prior)}

@@ -41,7 +41,7 @@ import tf_keras as keras  # noqa: E402
 from fink_t2.contract import attach_contract, make_contract  # noqa: E402
 from fink_t2.cuts import MIN_EPOCHS  # noqa: E402
 from fink_t2.model.architecture import build_model  # noqa: E402
-from fink_t2.model.calibration import calibrate  # noqa: E402
+from fink_t2.model.calibration import fit_calibration  # noqa: E402
 from fink_t2.model.datasets import CLASS_NAMES, load_table, object_table, validation_ids  # noqa: E402
 from fink_t2.model.export import DYNAMIC_RANGE, tflite_bytes  # noqa: E402
 from fink_t2.model.views import Views, alert_views, sample_views  # noqa: E402
@@ -64,7 +64,7 @@ class Recipe:
     #: training views per (object, alert-age bucket)
     views_per_bucket: int = 2
     #: redshifted, re-observed copies of each training BTS object (``fink_t2.model.augment``; 0: none)
-    augment_copies: int = 1
+    augment_copies: int = 0
     #: > augment_copies: rarer classes get more copies, towards balance, at most this many (0: off)
     augment_max_copies: int = 0
     #: class-balanced SNPCC objects added to training (0: BTS only)
@@ -73,10 +73,10 @@ class Recipe:
     #: the BTS objects alone (0: SNPCC objects, if any, are mixed into the BTS training views)
     pretrain_epochs: int = 0
     validation_fraction: float = 0.15
-    #: post-hoc calibration fitted on the validation views and folded into the last layer (no extra op):
-    #: "none"; "temperature" (one temperature: keeps every argmax); "age" (temperature plus class offsets
-    #: linear in the alert's age and ndethist channels: undoes the class weights where they mislead)
-    calibration: str = "temperature"
+    #: calibration of the probabilities, fitted on the validation views and carried in the contract (the
+    #: decision stays the argmax of the network's output): "none"; "temperature"; "age" (temperature plus
+    #: class offsets linear in the alert's age and ndethist channels). See fink_t2.model.calibration
+    calibration: str = "age"
     seed: int = 42
 
 
@@ -147,7 +147,7 @@ def fit(train_table, val_table, recipe: Recipe, progress: bool = True):
                         validation_data=(x_val, y_val, weights[y_val]), callbacks=callbacks, shuffle=True,
                         verbose=2 if progress else 0)
     losses = history.history["val_loss"]
-    calibration = calibrate(model, x_val, y_val, recipe.calibration)
+    calibration = fit_calibration(model.predict(x_val, batch_size=1024, verbose=0), x_val, y_val, recipe.calibration)
     info = {"calibration": calibration, "training_views": int(len(y)), "validation_views": int(len(y_val)),
             "pretraining_epochs_run": pretrained, "epochs_run": len(losses),
             "best_epoch": int(np.argmin(losses)) + 1, "best_val_loss": float(min(losses)),
@@ -193,7 +193,8 @@ def train_and_export(data_dir="../shared/data", output_dir="fink_t2/data", float
     model, info = fit(train, val[val["source"] == "bts"], recipe, progress)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     command = command or "fink_t2.model.train.train_and_export()"
-    contract = make_contract(CLASS_NAMES, created=created, training={"command": command, "recipe": dataclasses.asdict(recipe)})
+    contract = make_contract(CLASS_NAMES, created=created, calibration=info["calibration"],
+                             training={"command": command, "recipe": dataclasses.asdict(recipe)})
     raw = dynamic_tflite(model, Path(float_dir) if float_dir else None)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
