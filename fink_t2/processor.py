@@ -85,7 +85,7 @@ def t2_udf(ref: ModelRef | None = None):
            cdsxmatch: pd.Series, jdstarthist: pd.Series, ndethist: pd.Series) -> pd.Series:
         """Fink science module: map class → probability, all -1.0 when rejected by the cuts."""
         model, (proba, _) = _run(ref, (cjd, cfid, cmagpsf, cisdiffpos, roid, cdsxmatch, jdstarthist, ndethist))
-        return pd.Series(as_maps(proba, model.class_names))
+        return pd.Series(as_maps(proba, model.class_names), dtype=object)  # object even when empty (pandas 1.5: float64)
 
     return t2
 
