@@ -38,41 +38,61 @@ if {block_tensorflow}:
 sys.path[:0] = [{repo!r}, {tests!r}]
 import numpy as np
 from fink_t2.inference import T2Model
-try:
-    model = T2Model({path!r})
-except Exception as err:
-    print(json.dumps({{"error": type(err).__name__, "message": str(err)}}))
-    sys.exit(0)
 from tflite_compat import real_alert_probabilities
-proba, status = real_alert_probabilities(model)
-np.savez({out!r}, proba=proba, status=status)
-print(json.dumps({{"interpreter": model.interpreter_name}}))
+results = {{}}
+for name, path in {paths!r}.items():
+    try:
+        model = T2Model(path)
+    except Exception as err:
+        results[name] = {{"error": type(err).__name__, "message": str(err)}}
+        continue
+    proba, status = real_alert_probabilities(model)
+    np.savez({out!r} + "/" + name + ".npz", proba=proba, status=status)
+    results[name] = {{"interpreter": model.interpreter_name, "arrays": {out!r} + "/" + name + ".npz"}}
+print(json.dumps(results))
 """
 
 needs_tensorflow = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
                                       reason="TensorFlow is not installed (CI installs it in both of its test venvs)")
 
 
-def without_litert(path, tmp_path, block_tensorflow: bool = False) -> dict:
-    """Load ``path`` and classify the real alerts in a child Python without ai-edge-litert."""
-    out = tmp_path / "child.npz"
+def without_litert(paths: dict, out: Path, block_tensorflow: bool = False) -> dict:
+    """Load each model of ``paths`` (name → file) and classify the real alerts, in one child Python without
+    ai-edge-litert; name → its interpreter and results, or the error that refused it."""
     code = CHILD.format(block_tensorflow=block_tensorflow, repo=str(REPO_ROOT), tests=str(Path(__file__).parent),
-                        path=str(path), out=str(out))
+                        paths={name: str(path) for name, path in paths.items()}, out=str(out))
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert child.returncode == 0, child.stderr[-3000:]
-    result = json.loads(child.stdout.strip().splitlines()[-1])
-    if out.is_file():
-        with np.load(out) as arrays:
-            result.update(proba=arrays["proba"], status=arrays["status"])
-    return result
+    results = json.loads(child.stdout.strip().splitlines()[-1])
+    for result in results.values():
+        if "arrays" in result:
+            with np.load(result.pop("arrays")) as arrays:
+                result.update(proba=arrays["proba"], status=arrays["status"])
+    return results
 
 
 @pytest.fixture(scope="module")
-def older_runtime_model(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("compat") / "t2_per_tensor.tflite"
-    assert per_tensor_variant(DEFAULT_MODEL_PATH, path) > 0
-    assert max(fc_versions(path)) <= 9
-    return path
+def models(tmp_path_factory) -> dict:
+    """The shipped file, its per-tensor variant, and the variant with contracts it does not meet."""
+    folder = tmp_path_factory.mktemp("compat")
+    variant = folder / "t2_per_tensor.tflite"
+    assert per_tensor_variant(DEFAULT_MODEL_PATH, variant) > 0
+    assert max(fc_versions(variant)) <= 9
+    paths = {"shipped": Path(DEFAULT_MODEL_PATH), "older_runtime": variant}
+    for name, change in CONTRACT_CHANGES.items():
+        paths[name] = folder / f"{name}.tflite"
+        paths[name].write_bytes(attach_contract(strip_contract(variant), {**read_contract(variant), **change}))
+    return paths
+
+
+#: contracts the variant does not meet → what the refusal must name
+CONTRACT_CHANGES = {"two_classes": {"class_names": ["SN Ia", "SN II"]}, "other_preprocessing": {"preprocessing_version": "other"}}
+REFUSAL = {"two_classes": "outputs", "other_preprocessing": "preprocessing_version"}
+
+
+@pytest.fixture(scope="module")
+def child(models, tmp_path_factory) -> dict:
+    return without_litert(models, tmp_path_factory.mktemp("child"))
 
 
 def assert_same_as_litert(path, child: dict) -> None:
@@ -87,35 +107,31 @@ def assert_same_as_litert(path, child: dict) -> None:
 
 @needs_tensorflow
 @pytest.mark.slow
-def test_without_litert_tflite_gives_litert_probabilities_on_real_alerts(older_runtime_model, tmp_path):
-    assert_same_as_litert(older_runtime_model, without_litert(older_runtime_model, tmp_path))
+def test_without_litert_tflite_gives_litert_probabilities_on_real_alerts(models, child):
+    assert_same_as_litert(models["older_runtime"], child["older_runtime"])
 
 
 @needs_tensorflow
 @pytest.mark.slow
-def test_shipped_model_without_litert(tmp_path):
+def test_shipped_model_without_litert(child):
     """The shipped file on the installed TensorFlow's tf.lite: LiteRT's probabilities, or the one known refusal."""
-    child = without_litert(DEFAULT_MODEL_PATH, tmp_path)
-    if "error" not in child:
-        assert_same_as_litert(DEFAULT_MODEL_PATH, child)
+    shipped = child["shipped"]
+    if "error" not in shipped:
+        assert_same_as_litert(DEFAULT_MODEL_PATH, shipped)
         return
-    assert child["error"] == "ModelContractError", child
-    assert "tf.lite cannot load this model" in child["message"] and "install ai-edge-litert" in child["message"]
-    assert "'FULLY_CONNECTED' version '12'" in child["message"] and 12 in fc_versions(DEFAULT_MODEL_PATH), child
-    pytest.xfail(f"the shipped file has per-channel dense weights, which this TensorFlow cannot run: {child['message']}")
+    assert shipped["error"] == "ModelContractError", shipped
+    assert "tf.lite cannot load this model" in shipped["message"] and "install ai-edge-litert" in shipped["message"]
+    assert "'FULLY_CONNECTED' version '12'" in shipped["message"] and 12 in fc_versions(DEFAULT_MODEL_PATH), shipped
+    pytest.xfail(f"the shipped file has per-channel dense weights, which this TensorFlow cannot run: {shipped['message']}")
 
 
 @needs_tensorflow
-@pytest.mark.parametrize("change, message", [({"class_names": ["SN Ia", "SN II"]}, "outputs"),
-                                             ({"preprocessing_version": "other"}, "preprocessing_version")])
-def test_without_litert_the_contract_is_enforced(older_runtime_model, tmp_path, change, message):
-    path = tmp_path / "changed.tflite"
-    path.write_bytes(attach_contract(strip_contract(older_runtime_model), {**read_contract(older_runtime_model), **change}))
-    child = without_litert(path, tmp_path)
-    assert child["error"] == "ModelContractError" and message in child["message"], child
+@pytest.mark.parametrize("name", sorted(CONTRACT_CHANGES))
+def test_without_litert_the_contract_is_enforced(child, name):
+    assert child[name]["error"] == "ModelContractError" and REFUSAL[name] in child[name]["message"], child[name]
 
 
 def test_without_any_runtime_the_error_names_both(tmp_path):
-    child = without_litert(DEFAULT_MODEL_PATH, tmp_path, block_tensorflow=True)
-    assert child["error"] == "ImportError", child
-    assert "ai-edge-litert" in child["message"] and "TensorFlow" in child["message"]
+    refused = without_litert({"shipped": DEFAULT_MODEL_PATH}, tmp_path, block_tensorflow=True)["shipped"]
+    assert refused["error"] == "ImportError", refused
+    assert "ai-edge-litert" in refused["message"] and "TensorFlow" in refused["message"]
