@@ -27,8 +27,9 @@ from fink_t2.model_ref import DEFAULT_MODEL_PATH
 from fink_t2.samples import REPO_ROOT
 from tflite_compat import fc_versions, per_tensor_variant, real_alert_probabilities
 
-#: largest |tf.lite − LiteRT| probability accepted (the same kernels; seen here: ~1e-5)
-TOLERANCE = 1e-4
+#: largest |tf.lite − LiteRT| probability accepted: the two runtimes run the dynamic-range dense layers with
+#: different kernels (seen here on real alerts: 1.5e-4 at most with TensorFlow 2.15, less with 2.21)
+TOLERANCE = 1e-3
 
 CHILD = """
 import json, sys
@@ -103,6 +104,8 @@ def assert_same_as_litert(path, child: dict) -> None:
     np.testing.assert_array_equal(child["status"], status)
     assert (status == STATUS_OK).sum() >= 100  # most BTS views at 20 days pass the cuts
     np.testing.assert_allclose(child["proba"], proba, atol=TOLERANCE, rtol=0)
+    ok = status == STATUS_OK
+    assert (child["proba"][ok].argmax(axis=1) == proba[ok].argmax(axis=1)).all()  # the same class for every alert
 
 
 @needs_tensorflow
