@@ -1,5 +1,6 @@
 from setuptools import find_packages, setup
 
+
 setup(
     name="fink-t2",
     version="0.1.0",
@@ -7,24 +8,36 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    # every pyspark allowed below runs on 3.11 (pyspark >= 4.3 needs it); 3.11 and 3.12 are what is tested
-    python_requires=">=3.11",
+    # 3.10, 3.11 and 3.12 are the Pythons the science module's tests were run on (docs/fink.md);
+    # pip picks a pyspark that runs on the Python at hand (pyspark 4.3 needs 3.11, 3.4 runs on 3.10)
+    python_requires=">=3.10",
     packages=find_packages(include=["fink_t2", "fink_t2.*"]),
     package_data={"fink_t2": ["data/*.tflite", "data/*.onnx", "data/*.json"]},
-    # everything fink_t2 imports at run time (fink_t2.model needs the "train" extra)
+    # everything fink_t2 imports at run time (fink_t2.model needs the "train" extra). The lower bounds are
+    # Fink's production pins (constraints/fink-production.txt), which CI installs and tests; the upper ones
+    # the newest releases CI installs in its other venv.
     install_requires=[
-        "pyspark>=4.0,<5",  # Structured Streaming, binaryFile source, mapInArrow, pandas UDFs
+        # Structured Streaming, binaryFile source, mapInArrow, pandas UDFs. The "sql" extra makes pip apply
+        # each pyspark's own pandas/pyarrow/numpy minimums (pyspark 4.x: pandas >= 2.2, pyarrow >= 18)
+        "pyspark[sql]>=3.4,<5",
+        "pandas>=1.5,<3",  # pyspark 4 warns that pandas 3 is not fully supported
+        "pyarrow>=16",
+        "numpy>=1.26,<3",
         "fink-utils>=0.79",  # Fink's extragalactic cross-match list (the cuts)
         "astropy",  # fink_utils.spark.utils imports it; fink-utils declares no dependencies
         "fastavro>=1.9",  # Avro alerts, block by block
         "tqdm>=4",  # fink-t2 fetch progress bar
-        "pyarrow>=18",  # pyspark 4.3's "sql" extra minimum (Arrow batches of the UDFs)
-        "numpy>=1.26",
-        "pandas>=2.2,<3",  # pyspark 4.3's "sql" extra minimum; pyspark 4 warns that pandas 3 is not fully supported
-        "ai-edge-litert>=2.0",  # the LiteRT interpreter that runs t2.tflite
+        # the TFLite interpreter that runs t2.tflite, on the platforms it has wheels for (its metadata asks
+        # numpy >= 1.23.2, so it installs beside Fink's numpy 1.26). Elsewhere (macOS on Intel, ...) the
+        # tf.lite interpreter of an installed TensorFlow runs the model: pip install "fink-t2[tflite]".
+        # Where it publishes wheels (2.x): Linux x86_64/aarch64 (glibc >= 2.27), macOS arm64, Windows x86_64.
+        "ai-edge-litert>=2.0; (sys_platform == 'linux' and (platform_machine == 'x86_64' or platform_machine == 'aarch64'))"
+        " or (sys_platform == 'darwin' and platform_machine == 'arm64') or (sys_platform == 'win32' and platform_machine == 'AMD64')",
         "matplotlib>=3.6",  # fink-t2 report's figures
     ],
     extras_require={
+        # where ai-edge-litert has no wheel: TensorFlow's tf.lite interpreter (Fink's science images ship 2.15)
+        "tflite": ["tensorflow>=2.15"],
         "train": [
             "tensorflow>=2.16",
             "tf-keras>=2.16",

@@ -3,9 +3,11 @@
 Each entry says which fink-science UDF to call and with which columns of the
 Fink layout produced by :mod:`fink_t2.alerts.binaryfile`, exactly as Fink's science stage
 does. fink-science declares no dependencies: each module needs its own
-(``pip install 'fink-t2[fink]'`` brings those of ``nalerthist`` and ``roid``;
-SuperNNova needs ``supernnova`` + CPU ``torch``, which pin numpy < 2, so the
-benchmark runs it in its own environment: see scripts/bench_modules.py).
+(``pip install 'fink-t2[fink]'`` brings those of ``nalerthist`` and ``roid``).
+SuperNNova needs ``supernnova`` (installed ``--no-deps``, as Fink does: it pins pandas 1.5.1),
+CPU ``torch`` and scikit-learn, and numpy < 2: it runs in Fink's own stack, the venv that
+``.ci/run`` builds from ``constraints/fink-production.txt`` (docs/fink.md), where
+``scripts/bench_modules.py`` times it beside t2.
 
 >>> sorted(FINK_MODULES)
 ['nalerthist', 'roid', 'snn_snia_vs_nonia']

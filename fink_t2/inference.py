@@ -46,7 +46,12 @@ _LOG = logging.getLogger(__name__)
 
 
 def _interpreter_class():
-    """LiteRT's interpreter, else TensorFlow's ``tf.lite`` one; ImportError naming both otherwise."""
+    """LiteRT's interpreter, else TensorFlow's ``tf.lite`` one; ImportError naming both otherwise.
+
+    ai-edge-litert is a dependency of fink-t2 on the platforms it has wheels for (setup.py); elsewhere an
+    installed TensorFlow (``fink-t2[tflite]``; Fink's science images ship 2.15) runs the same file, under the
+    same contract checks.
+    """
     try:
         from ai_edge_litert.interpreter import Interpreter
 
@@ -58,6 +63,15 @@ def _interpreter_class():
             raise ImportError(f"fink-t2 needs ai-edge-litert (pip install ai-edge-litert) or TensorFlow's tf.lite "
                               f"to run its model ({litert_error})") from None
         return tf.lite.Interpreter, f"tensorflow {tf.__version__} tf.lite"
+
+
+def _load_error(path: str, interpreter_name: str, err: Exception) -> str:
+    """Why ``interpreter_name`` cannot load ``path``; for an op version it lacks, what would run the file."""
+    message = f"{path}: {interpreter_name} cannot load this model ({' '.join(str(err).split())})"
+    if "Didn't find op for builtin opcode" in str(err):
+        message += ("; the file needs a newer TFLite runtime than this one: install ai-edge-litert, or run a model "
+                    "exported for older runtimes (per-tensor dense weights, docs/fink.md)")
+    return message
 
 
 class T2Model:
@@ -82,7 +96,7 @@ class T2Model:
         try:
             self._interpreter = interpreter_class(**source, num_threads=num_threads)
         except (ValueError, RuntimeError) as err:
-            raise ModelContractError(f"{self.path}: the TFLite interpreter cannot load this model ({err})") from None
+            raise ModelContractError(_load_error(self.path, self.interpreter_name, err)) from None
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         check_io(self.path, self.contract, self._input["shape"], int(self._output["shape"][-1]))

@@ -84,7 +84,7 @@ def _column_udf(ref: ModelRef | None, return_type, column):
     def udf(cjd: pd.Series, cfid: pd.Series, cmagpsf: pd.Series, cisdiffpos: pd.Series, roid: pd.Series,
             cdsxmatch: pd.Series, jdstarthist: pd.Series, ndethist: pd.Series) -> pd.Series:
         model, result = _run(ref, (cjd, cfid, cmagpsf, cisdiffpos, roid, cdsxmatch, jdstarthist, ndethist))
-        return pd.Series(column(model, result), dtype=object)
+        return pd.Series(column(model, result), dtype=object)  # object even when empty (pandas 1.5: float64)
 
     return udf
 

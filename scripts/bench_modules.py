@@ -1,21 +1,18 @@
 """Throughput of t2 beside other Fink science modules, measured the way fink-science-perf does.
 
-Fink's method: Spark ``local[1]`` (one core), Arrow on, the same cached alerts
-for every module, ``select(module(...)).toPandas()``, alerts/s/core counting
-every alert (those rejected by a module's cuts included), median of repeats.
-The volume is made of the real sample alerts replicated with new candids and
-jittered times (cuts give the same answers on every copy).
-
-Also measured: t2 when every alert passes its cuts, and micro-benchmarks
-(Avro decode, sequence building, inference batch sizes, Arrow batch sizes,
-quantized vs float model, model load time, Python worker peak memory,
-local[1] vs local[2]).
+Fink's method: Spark ``local[1]`` (one core), Arrow on, the same cached alerts for every module,
+``select(module(...)).toPandas()``, alerts/s/core counting every alert (those rejected by a module's
+cuts included), median of repeats. The volume is the real sample alerts replicated with new candids
+and jittered times (cuts give the same answers on every copy). Also measured: t2 and SuperNNova when
+every alert passes their cuts (:func:`all_pass`, checked), and micro-benchmarks (Avro decode, sequence
+building, inference and Arrow batch sizes, float model, load time, worker memory, local[1] vs local[2]).
 
     python scripts/bench_modules.py --quick --output docs/bench_modules_quick.json
     python scripts/bench_modules.py --output docs/bench_modules.json --chart docs/bench_modules.png
 
-SuperNNova pins numpy < 2, so it runs in its own environment:
-``scripts/bench_snn_env.sh`` (same script, ``--modules t2,snn_snia_vs_nonia``).
+SuperNNova (``snn_snia_vs_nonia``) needs numpy < 2: it is timed beside t2 in Fink's own stack, the venv
+``.ci/run`` builds from ``constraints/fink-production.txt`` (docs/performance.md), with
+``--modules t2,t2+status,nalerthist,roid,snn_snia_vs_nonia``.
 """
 
 from __future__ import annotations
@@ -79,10 +76,12 @@ def replicate(df, n_alerts: int):
 
 
 def all_pass(df):
-    """Alerts with ≥ 2 g/r detections, cut columns set so that every one reaches the classifier.
+    """Alerts with ≥ 2 g/r detections, cut columns set so that every one reaches the classifiers.
 
-    Every detection is made a positive difference (``cisdiffpos`` 't'): the sample night is mostly variable
-    stars, whose negative differences t2 would otherwise (rightly) not count.
+    t2's and SuperNNova's cuts read the same columns (``roid`` ≠ 3, an extragalactic ``cdsxmatch``, the age
+    from ``jdstarthist``, enough points): both are opened here, and :func:`cuts_passed` checks it. Every
+    detection is made a positive difference (``cisdiffpos`` 't'): the sample night is mostly variable stars,
+    whose negative differences t2 would otherwise (rightly) not count.
     """
     dets = F.size(F.filter(F.arrays_zip("cmagpsf", "cfid"), lambda p: p.cmagpsf.isNotNull() & p.cfid.isin(1, 2)))
     return (
@@ -92,6 +91,33 @@ def all_pass(df):
         .withColumn("roid", F.lit(0))
         .withColumn("candidate", F.col("candidate").withField("jdstarthist", F.array_min("cjd")))
     )
+
+
+#: modules whose own cuts decide which alerts are classified (timed again on the all-pass alerts)
+WITH_CUTS = ("t2", "t2+status", "snn_snia_vs_nonia")
+
+
+def cuts_passed(df, modules) -> dict:
+    """Fraction of the alerts of ``df`` that pass each module's own cuts (t2's and SuperNNova's)."""
+    from fink_t2.classifier import classify_columns
+
+    rows = df.select(*T2_COLUMNS).toPandas()  # SuperNNova's cuts read a subset of them
+    cols = [rows[c.split(".")[-1]] for c in T2_COLUMNS]
+    out = {"t2": float((classify_columns(*cols, model=None)[1] == "ok").mean())}
+    if "snn_snia_vs_nonia" in modules:
+        from fink_science.ztf.snn.processor import apply_selection_cuts_ztf
+
+        out["snn_snia_vs_nonia"] = float(apply_selection_cuts_ztf(
+            rows.cmagpsf, rows.cdsxmatch, rows.cjd, rows.jdstarthist, rows.roid).mean())
+    return out
+
+
+def stack() -> dict:
+    """Versions of what is timed: Spark, pandas, numpy, pyarrow, the TFLite runtime, SuperNNova's."""
+    from importlib.metadata import distributions
+
+    names = {"pyspark", "pandas", "numpy", "pyarrow", "ai-edge-litert", "tensorflow", "fink-science", "supernnova", "torch"}
+    return dict(sorted((d.metadata["Name"].lower(), d.version) for d in distributions() if d.metadata["Name"].lower() in names))
 
 
 def module_rate(df, name: str, n: int, repeats: int) -> dict:
@@ -183,6 +209,7 @@ def main(argv=None) -> dict:
         "command": " ".join(["python", "scripts/bench_modules.py", *(argv if argv is not None else sys.argv[1:])]),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "python": platform.python_version()},
+        "stack": {**stack(), "tflite_runtime": inference.T2Model(DEFAULT_MODEL_PATH).interpreter_name},
         "realistic": {}, "all_pass": {}, "micro": {},
     }
     for n in sizes:
@@ -191,7 +218,10 @@ def main(argv=None) -> dict:
         passing = replicate(all_pass(base), n)
         passing.count()
         result["realistic"][str(n)] = {m: module_rate(df, m, n, repeats) for m in modules}
-        result["all_pass"][str(n)] = {m: module_rate(passing, m, n, repeats) for m in modules if m.startswith("t2")}
+        if n == sizes[0]:
+            result["all_pass_cuts_passed"] = cuts_passed(passing, modules)
+            assert all(v == 1.0 for v in result["all_pass_cuts_passed"].values()), result["all_pass_cuts_passed"]
+        result["all_pass"][str(n)] = {m: module_rate(passing, m, n, repeats) for m in modules if m in WITH_CUTS}
         print(json.dumps({n: {m: v["alerts_per_second_per_core"] for m, v in result["realistic"][str(n)].items()}}))
         if n != sizes[-1]:
             df.unpersist(), passing.unpersist()

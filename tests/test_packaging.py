@@ -1,15 +1,20 @@
-"""setup.py tells the truth: every run-time import is declared, and python_requires and the pandas/pyarrow
-minimums hold for the pyspark installed here (CI installs the newest one allowed, in a fresh venv)."""
+"""setup.py tells the truth: every run-time import is declared; its lower bounds are Fink's production pins
+(constraints/fink-production.txt), which CI installs in one venv, and the newest releases allowed install in
+another; in each, the installed pyspark's own pandas/pyarrow/numpy minimums hold, and in the Fink one
+installing fink-t2 moved no pin."""
 
 import ast
+import os
 import re
 import sys
-from importlib.metadata import metadata, packages_distributions, requires
+from importlib.metadata import distributions, metadata, packages_distributions, requires
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
+
+import pytest
 
 from fink_t2.samples import REPO_ROOT
 
@@ -18,6 +23,10 @@ PACKAGE = REPO_ROOT / "fink_t2"
 TRAIN_ONLY = PACKAGE / "model"
 #: imports that are alternatives, not requirements: module → the only file allowed to import it
 ALTERNATIVES = {"tensorflow": "fink_t2/inference.py"}  # tf.lite where ai-edge-litert does not install
+#: Fink's production pins, which CI's third venv is built from
+CONSTRAINTS = REPO_ROOT / "constraints" / "fink-production.txt"
+#: set by .ci/run in the venv built from CONSTRAINTS
+STACK_ENV = "FINK_T2_STACK"
 
 
 def _setup_keywords() -> dict:
@@ -70,20 +79,71 @@ def test_every_runtime_import_is_declared():
     assert not missing, f"imported by fink_t2 but not in setup.py install_requires: {missing}"
 
 
+def constraints() -> dict[str, Version]:
+    """Fink's production pins (constraints/fink-production.txt): distribution name → pinned version."""
+    pins = {}
+    for line in CONSTRAINTS.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            requirement = Requirement(line)
+            (spec,) = requirement.specifier
+            assert spec.operator == "==", f"{CONSTRAINTS.name}: {line} is not a pin"
+            pins[_name(requirement.name)] = Version(spec.version)
+    return pins
+
+
+def _lowest(specifier: SpecifierSet) -> Version:
+    return min(Version(s.version) for s in specifier if s.operator == ">=")
+
+
 def test_python_requires_holds_for_the_installed_pyspark():
     ours = SpecifierSet(ast.literal_eval(_setup_keywords()["python_requires"]))
-    lowest = min(Version(s.version) for s in ours if s.operator == ">=")
-    pyspark = SpecifierSet(metadata("pyspark")["Requires-Python"] or "")
-    assert lowest in pyspark, f"python_requires {ours} allows {lowest}, pyspark {metadata('pyspark')['Version']} needs {pyspark}"
-    assert Version(".".join(map(str, sys.version_info[:2]))) in ours
+    running = Version(".".join(map(str, sys.version_info[:2])))
+    assert running in ours
+    pyspark = metadata("pyspark")
+    assert running in SpecifierSet(pyspark["Requires-Python"] or "")
+    if Version(pyspark["Version"]).release[:2] == _lowest(install_requires()["pyspark"].specifier).release[:2]:
+        # the lowest pyspark allowed (CI's Fink stack) installs on the lowest Python allowed
+        assert _lowest(ours) in SpecifierSet(pyspark["Requires-Python"] or ""), f"pyspark {pyspark['Version']} needs {pyspark['Requires-Python']}"
 
 
-def test_pandas_and_pyarrow_minimums_are_at_least_pysparks_sql_extra():
+def test_lower_bounds_are_finks_production_pins():
+    """setup.py claims no older release than the Fink stack that CI installs from the constraints, and allows it."""
+    declared, pins = install_requires(), constraints()
+    for name in ("pyspark", "pandas", "numpy", "pyarrow", "fastavro"):
+        assert declared[name].specifier.contains(pins[name]), f"setup.py {declared[name]} refuses Fink's {name}=={pins[name]}"
+        lowest = _lowest(declared[name].specifier).release  # e.g. pandas>=1.5 for the pin 1.5.3: a prefix of it
+        assert pins[name].release[: len(lowest)] == lowest, (
+            f"setup.py allows {name} from {'.'.join(map(str, lowest))}: CI proves {pins[name]} (constraints/{CONSTRAINTS.name})")
+
+
+def test_each_pyspark_brings_its_own_pandas_and_pyarrow_minimums():
+    """pyspark[sql] makes pip apply the sql extra of the pyspark it picks; the installed versions meet it and ours."""
     declared = install_requires()
+    assert "sql" in declared["pyspark"].extras
     assert declared["pyspark"].specifier.contains(metadata("pyspark")["Version"])
     sql_extra = [Requirement(r) for r in requires("pyspark") or []]
     sql_extra = {_name(r.name): r for r in sql_extra if r.marker and r.marker.evaluate({"extra": "sql"})}
-    for name in ("pandas", "pyarrow"):
-        theirs = min(Version(s.version) for s in sql_extra[name].specifier if s.operator == ">=")
-        ours = min(Version(s.version) for s in declared[name].specifier if s.operator == ">=")
-        assert ours >= theirs, f"setup.py allows {name} {declared[name].specifier}, pyspark's sql extra needs {theirs}+"
+    for name in ("pandas", "pyarrow", "numpy"):
+        installed = metadata(name)["Version"]
+        assert sql_extra[name].specifier.contains(installed), f"{name} {installed}: pyspark's sql extra needs {sql_extra[name]}"
+        assert declared[name].specifier.contains(installed), f"{name} {installed}: setup.py says {declared[name]}"
+
+
+def test_litert_is_installed_where_setup_py_promises_it():
+    """ai-edge-litert comes with fink-t2 on the platforms its marker names (this one among them)."""
+    litert = install_requires()["ai-edge-litert"]
+    assert litert.marker is not None and litert.marker.evaluate()
+    assert litert.specifier.contains(metadata("ai-edge-litert")["Version"])
+    assert not litert.marker.evaluate({"sys_platform": "darwin", "platform_machine": "x86_64"})  # no wheel there
+
+
+@pytest.mark.skipif(os.environ.get(STACK_ENV) != "fink-production",
+                    reason=f"only in a venv built with -c constraints/{CONSTRAINTS.name} (${STACK_ENV}=fink-production)")
+def test_installing_fink_t2_left_every_fink_pin_where_it_was():
+    """`pip install -e . -c constraints/fink-production.txt` (and the Fink-stack test extras) moved no pin."""
+    installed = {_name(d.metadata["Name"]): Version(d.version) for d in distributions()}
+    moved = {name: str(installed[name]) for name, pin in constraints().items() if name in installed and installed[name] != pin}
+    assert not moved, f"installed versions differ from Fink's pins: {moved}"
+    missing = {"pyspark", "py4j", "numpy", "pandas", "pyarrow", "fastavro", "tensorflow", "supernnova"} - set(installed)
+    assert not missing, f"the Fink stack lacks {sorted(missing)}"

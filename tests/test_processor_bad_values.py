@@ -13,7 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import functions as F
-from pyspark.sql.conversion import PandasToArrowConversion
 from pyspark.sql.types import FloatType, MapType, StringType, StructField, StructType
 
 from fink_t2.alerts import iter_alert_tables, iter_alerts, records_to_table
@@ -349,6 +348,19 @@ def test_arrays_of_different_lengths_are_malformed_and_do_not_fail_the_batch(ok_
 # --- the UDFs on an empty Arrow batch and on a batch where no alert passes ---------------------------------
 
 
+def _udf_result_batches(series: pd.Series, dtype) -> list:
+    """pyspark's own pandas → Arrow conversion of a UDF result (pyspark 4.3: both of its paths; 3.4: its serializer's)."""
+    try:
+        from pyspark.sql.conversion import PandasToArrowConversion
+    except ImportError:  # pyspark 3.4 has no pyspark.sql.conversion: its Python worker's serializer converts
+        from pyspark.sql.pandas.serializers import ArrowStreamPandasUDFSerializer
+        from pyspark.sql.pandas.types import to_arrow_type
+
+        return [ArrowStreamPandasUDFSerializer("UTC", True, False)._create_batch([(series, to_arrow_type(dtype))])]
+    schema = StructType([StructField("x", dtype)])
+    return [PandasToArrowConversion.convert([series], schema, is_legacy=legacy) for legacy in (True, False)]
+
+
 def test_udfs_on_an_empty_arrow_batch():
     empty = [pd.Series([], dtype=object)] * 4 + [pd.Series([], dtype="int32"), pd.Series([], dtype=object),
                                                  pd.Series([], dtype=float), pd.Series([], dtype="int32")]
@@ -356,9 +368,8 @@ def test_udfs_on_an_empty_arrow_batch():
     classes = maxclass.func(scores)
     assert len(scores) == len(status) == len(classes) == 0
     for series, dtype in ((scores, MapType(StringType(), FloatType())), (status, StringType()), (classes, StringType())):
-        for legacy in (True, False):  # pyspark's own pandas → Arrow conversion of the UDF result
-            batch = PandasToArrowConversion.convert([series], StructType([StructField("x", dtype)]), is_legacy=legacy)
-            assert batch.num_rows == 0
+        batches = _udf_result_batches(series, dtype)
+        assert batches and all(batch.num_rows == 0 for batch in batches)
 
 
 @pytest.mark.slow
