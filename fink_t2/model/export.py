@@ -61,6 +61,7 @@ def strip_flatbuffer(model_bytes: bytes) -> bytes:
 def tflite_bytes(model_or_dir, mode: str, representative=None, per_channel=True, float_ops=("SOFTMAX",)) -> bytes:
     """TFLite FlatBuffer of a Keras model or SavedModel folder; mode float | dynamic | int8.
 
+    ``dynamic``: int8 weights (per tensor for the dense layers, see below), float activations.
     ``int8``: full-integer quantization calibrated on ``representative``, except the ops in ``float_ops``
     (TFLite's selective quantization): the final softmax stays float so that the probabilities are not
     rounded to multiples of 1/256 and sum to 1.
@@ -73,6 +74,10 @@ def tflite_bytes(model_or_dir, mode: str, representative=None, per_channel=True,
         converter = _converter_from_keras(model_or_dir)
     if mode in ("dynamic", "int8"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "dynamic":
+        # per-tensor dense weights: TFLite then asks for FULLY_CONNECTED version 9, which the tf.lite of
+        # TensorFlow 2.15 (Fink's science images, the runtime fallback) runs; per-channel ones need version 12
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True  # noqa: SLF001 - the only switch
     if mode == "int8":
         sample = np.asarray(representative, dtype=np.float32)
 
