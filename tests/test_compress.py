@@ -7,10 +7,10 @@ import tensorflow_model_optimization  # noqa: F401  (train extra: a missing inst
 import tf_keras  # noqa: F401
 
 from fink_t2.contract import attach_contract, make_contract  # noqa: E402
-from fink_t2.gpu import T2GpuModel  # noqa: E402
+from fink_t2.gpu_litert import T2GpuModel  # noqa: E402
 from fink_t2.inference import T2Model  # noqa: E402
 from fink_t2.model.architecture import build_model  # noqa: E402
-from fink_t2.model.compress import _canonical  # noqa: E402
+from fink_t2.model.compress import canonical_copy  # noqa: E402
 from fink_t2.model.datasets import CLASS_NAMES  # noqa: E402
 from fink_t2.model.export import strip_flatbuffer, tflite_bytes  # noqa: E402
 from fink_t2.sequences import CHANNELS, SEQUENCE_LENGTH  # noqa: E402
@@ -51,6 +51,6 @@ def test_int8_stripped_is_smaller_and_identical(saved_model, tmp_path, per_chann
 
 def test_canonical_copies_weights_by_name():
     model = build_model(len(CLASS_NAMES))
-    copy = _canonical(model)
+    copy = canonical_copy(model)
     x = np.random.default_rng(1).random((3, *SHAPE)).astype(np.float32)
     np.testing.assert_allclose(copy.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)

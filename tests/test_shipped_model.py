@@ -45,3 +45,10 @@ def test_the_shipped_file_gives_its_recorded_guard_metrics():
     again = json.loads(json.dumps(guard_metrics(T2Model(DEFAULT_MODEL_PATH), load_bts(SHARED_DATA))))
     _close(METRICS["guard"], again)
     assert again["n_classified"] > 1000 and np.isclose(sum(again["mean_probability"]), 1.0, atol=1e-3)
+
+
+def test_the_shipped_file_carries_the_calibration_its_training_fitted():
+    """compress --ship must not drop the contract's calibration: without it the t2 map would be the raw output."""
+    contract = read_contract(DEFAULT_MODEL_PATH)
+    assert contract["calibration"] == METRICS["training"]["calibration"]
+    assert contract["calibration"]["mode"] == METRICS["recipe"]["calibration"]

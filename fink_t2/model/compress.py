@@ -104,7 +104,7 @@ def _wrap_layers(model, wrap):
                                     else layer)
 
 
-def _canonical(model):
+def canonical_copy(model):
     """A fresh t2 model holding ``model``'s weights, matched by variable name.
 
     ``strip_clustering`` rebuilds MultiHeadAttention with its variables in another order, which HDF5
@@ -158,7 +158,7 @@ def make_tfmot_variant(name: str, float_dir=FLOAT_DIR, out_dir=OUT_DIR, epochs=3
             preserve_sparsity=(name == "clustered_pruned")))
         _fine_tune(clustered, train, val, epochs, power, learning_rate=2e-4)
         base = cluster.strip_clustering(clustered)
-    base = _canonical(base)
+    base = canonical_copy(base)
     out_dir = Path(out_dir)
     base.save(out_dir / VARIANTS[name][0], include_optimizer=False)
     (out_dir / VARIANTS[f"{name}_tflite"][0]).write_bytes(tflite_bytes(base, "dynamic"))
@@ -229,7 +229,9 @@ def ship(variant: str, out_dir=OUT_DIR, float_dir=FLOAT_DIR, model_dir="fink_t2/
     metrics = json.loads(train_metrics.read_text())
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     compression = {"variant": variant, "description": description, "command": command, "created": created}
+    # the calibration fitted for the float model applies to every variant made from it (fink_t2.calibration)
     contract = make_contract(_class_names(), created=created, compression=compression,
+                             calibration=metrics["training"].get("calibration"),
                              training={"command": metrics.get("command"), "recipe": metrics.get("recipe")})
     raw = (Path(out_dir) / file).read_bytes()
     model_dir = Path(model_dir)
