@@ -9,9 +9,10 @@ may also name the fields it needs (``project``), and fastavro skips the others.
 A container file is a header (schema, codec, a 16-byte sync marker) followed by
 blocks, each ending with that sync marker. The header is parsed once per distinct
 header bytes (a night's ~23 KB ZTF header is the same in every file: parsing it was
-most of the cost of a single-alert file). The file is cut at the markers and each
-block is decoded on its own (:func:`fastavro.schemaless_reader` over its records),
-so a damaged block costs only its own alerts: the reader resumes at the next marker.
+most of the cost of a single-alert file). The file is cut at the markers (where each
+block's byte count says its marker is, else at the next marker found) and each block
+is decoded on its own (:func:`fastavro.schemaless_reader` over its records), so a
+damaged block costs only its own alerts: the reader resumes at the next marker.
 A block is damaged when fastavro cannot decode it, when its records do not use
 exactly its bytes, or when its own marker is wrong.
 
@@ -142,8 +143,12 @@ def _read_blocks(data, on_damage: Optional[OnDamage], project: Optional[Projecti
     damaged: Optional[AvroDamage] = None
     position = header_end
     while position < len(data):
-        marker = data.find(sync, position)
-        stop = len(data) if marker < 0 else marker + SYNC_SIZE
+        end = _declared_end(data, position)  # where the block says its marker is: no need to search for it
+        if end is not None and data[end : end + SYNC_SIZE] == sync:
+            stop = end + SYNC_SIZE
+        else:  # damaged count or size: cut at the next marker found
+            marker = data.find(sync, position)
+            stop = len(data) if marker < 0 else marker + SYNC_SIZE
         try:
             records = _decode_block(layout, sync, data[position:stop])
         except Exception as err:  # noqa: BLE001 - one damaged block must not lose the others
