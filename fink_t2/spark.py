@@ -19,6 +19,7 @@ from pyspark.sql import SparkSession
 DEFAULT_CONF = {
     "spark.sql.shuffle.partitions": "4",
     "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",  # fink-t2 replay prints its own line per micro-batch
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.session.timeZone": "UTC",
 }
