@@ -42,14 +42,19 @@ from fink_t2.output import (
 )
 from fink_t2.processor import T2_COLUMNS, t2_result_udf
 from fink_t2.progress import BATCH_METRICS, BatchLog, StagingBar
-from fink_t2.spark import get_spark
+from fink_t2.spark import replay_session
 
 _LOG = logging.getLogger(__name__)
 
 #: the light-curve inputs of the UDF, blanked for an alert the raw filter rejected (no sequence, no model run)
 LIGHT_CURVE_COLUMNS = ("cjd", "cfid", "cmagpsf", "cisdiffpos")
-#: trigger of the query while a tarball is being staged: the next batch starts as soon as the last ends
-STAGING_TRIGGER = "1 second"
+#: chunks of a staged tarball per micro-batch (~4,000 alerts; --max-files-per-trigger sets another number)
+CHUNKS_PER_BATCH = 8
+#: chunks on disk at most, in micro-batches: the staging waits beyond (3 batches: ~24 chunks, ~770 MiB)
+PENDING_BATCHES = 3
+#: trigger of the query while a tarball is being staged: the next batch starts as soon as the last one ends
+#: (with no new chunk, Spark looks again after spark.sql.streaming.pollingDelay, see fink_t2.spark)
+STAGING_TRIGGER = "0 seconds"
 
 
 def with_t2(df: DataFrame, model: ModelRef | None = None) -> DataFrame:
@@ -122,10 +127,11 @@ def replay(
     stager = Stager(path, os.path.join(output, STAGING_DIR)) if fmt == "tarball" else None
     source, fmt = (str(stager.folder), "staged") if stager else (path, fmt)
     unlisted = [] if stager else empty_files(path, fmt)
-    spark = get_spark(master)
+    spark = replay_session(master)
     reader = spark.readStream
     if stager is not None:  # a chunk is deleted once its batch is committed: staging disk stays bounded
         reader = reader.option("cleanSource", "delete")
+        max_files_per_trigger = max_files_per_trigger or CHUNKS_PER_BATCH
     if max_files_per_trigger:
         reader = reader.option("maxFilesPerTrigger", max_files_per_trigger)
     before = count_output(spark, output)
@@ -143,7 +149,7 @@ def replay(
     log.query_id = str(query.id)
     try:
         if staging_now:
-            _stage_while_streaming(stager, query, progress)
+            _stage_while_streaming(stager, query, progress, PENDING_BATCHES * max_files_per_trigger)
             query.processAllAvailable()  # every chunk written is processed and committed
             query.stop()
         query.awaitTermination()
@@ -171,11 +177,13 @@ def _staging_text(stager: Stager) -> str:
     return f"staging {share:.0%} ({state.members:,} members in {len(state.chunks)} chunks)"
 
 
-def _stage_while_streaming(stager: Stager, query, progress: bool) -> None:
-    """Cut the tarball into chunks while ``query`` decodes them; stop the staging if the query dies."""
+def _stage_while_streaming(stager: Stager, query, progress: bool, max_pending: int) -> None:
+    """Cut the tarball into chunks while ``query`` decodes them (at most ``max_pending`` chunks ahead on disk);
+    stop the staging if the query dies."""
     bar = StagingBar(stager.state.source_bytes, stager.state.members) if progress else None
     try:
-        stager.run(on_progress=None if bar is None else bar.update, should_stop=lambda: not query.isActive)
+        stager.run(on_progress=None if bar is None else bar.update, should_stop=lambda: not query.isActive,
+                   max_pending=max_pending)
     except Exception:
         error = query.exception() if not query.isActive else None
         if error is not None:  # the stream failed first: its error says why

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import threading
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -78,6 +80,31 @@ def test_an_interrupted_staging_resumes_with_the_same_chunks(night_tarball, tmp_
     assert state.done and state.members == 50
     assert [(c.name, c.read_bytes()) for c in _chunks(resumed.folder)] == [(c.name, c.read_bytes()) for c in _chunks(whole)]
     assert resumed.remove_chunks() == len(_chunks(whole)) and _chunks(resumed.folder) == []
+
+
+def test_the_staging_waits_while_too_many_chunks_lie_on_disk(night_tarball, tmp_path):
+    """A consumer deletes chunks as the stream does once it commits them: the staging never has more than
+    max_pending chunks on disk, and every member is staged, in order."""
+    stager = Stager(str(night_tarball), str(tmp_path), chunk_bytes=200_000)
+    worker = threading.Thread(target=stager.run, kwargs={"max_pending": 3})
+    worker.start()
+    counts, consumed = [], []
+    while worker.is_alive() or _chunks(stager.folder):
+        chunks = _chunks(stager.folder)
+        counts.append(len(chunks))
+        if chunks and (len(chunks) == 3 or not worker.is_alive()):
+            consumed += _members(chunks[0])
+            chunks[0].unlink()
+        time.sleep(0.02)
+    worker.join()
+    assert max(counts) == 3 and stager.state.done and len(stager.state.chunks) > 6
+    assert consumed == [m for m in _members(night_tarball) if m[0].endswith(".avro")]
+    # nobody consumes: the staging waits, and stops when asked to
+    stalled = Stager(str(night_tarball), str(tmp_path / "stalled"), chunk_bytes=200_000)
+    asked = []
+    with pytest.raises(StagingStopped):
+        stalled.run(max_pending=2, should_stop=lambda: asked.append(1) or len(asked) > 5)
+    assert len(_chunks(stalled.folder)) == 2
 
 
 @pytest.fixture(scope="module")

@@ -166,13 +166,27 @@ def decode_file(path: str, content) -> pa.Table:
     return table
 
 
+def _read_local(path: str) -> bytes | pa.Table:
+    """The bytes of a staged chunk read by the task itself, or one row saying why it cannot be read."""
+    try:
+        return Path(local_path(path) or path).read_bytes()
+    except OSError as err:
+        _LOG.error("fink-t2: cannot read %s: %s", path, err)
+        return error_rows([path], [f"{type(err).__name__}: {err}"])
+
+
 def decode_batches(batches):
-    """The ``mapInArrow`` function: binaryFile batches (path, content, ...) → DECODED_SCHEMA batches."""
+    """The ``mapInArrow`` function: binaryFile batches (path, content, ...) → DECODED_SCHEMA batches.
+
+    Without a ``content`` column (a staged archive's chunks: local files the driver wrote), each task
+    reads its files itself: their bytes never travel through the JVM.
+    """
     for batch in batches:
         paths = batch.column("path").to_pylist()
-        contents = batch.column("content")
+        contents = batch.column("content") if "content" in batch.schema.names else None
         for i, path in enumerate(paths):
-            table = decode_file(path, contents[i].as_buffer())  # no copy of the file's bytes
+            content = _read_local(path) if contents is None else contents[i].as_buffer()  # no copy of the bytes
+            table = content if isinstance(content, pa.Table) else decode_file(path, content)
             yield from table.to_batches(max_chunksize=ALERTS_PER_BATCH)
 
 
@@ -186,8 +200,8 @@ def to_fink_layout(decoded: DataFrame) -> DataFrame:
 def decoded_alerts(reader: DataFrameReader | DataStreamReader, path: str, fmt: str) -> DataFrame:
     """binaryFile source (``spark.read`` or ``spark.readStream``) over ``path`` decoded into Fink layout.
 
-    ``path``: one file, or a folder whose files of format ``fmt`` ("avro_dir" or "parquet") are read,
-    at any depth.
+    ``path``: one file, or a folder whose files of format ``fmt`` ("avro_dir", "parquet", or "staged": the
+    chunks of a nightly archive, read by the tasks from the local or shared file system) are read, at any depth.
     """
     path = os.path.abspath(path)
     if os.path.isdir(path):
@@ -196,6 +210,8 @@ def decoded_alerts(reader: DataFrameReader | DataStreamReader, path: str, fmt: s
         reader = reader.option("pathGlobFilter", os.path.basename(path))
         path = os.path.dirname(path)
     raw = reader.format("binaryFile").schema(BINARY_FILE_SCHEMA).load(path)
+    if fmt == "staged":  # Spark lists the chunks but does not read them (no content column)
+        raw = raw.select("path")
     return to_fink_layout(raw.mapInArrow(decode_batches, from_arrow_schema(DECODED_SCHEMA)))
 
 

@@ -136,12 +136,22 @@ class Stager:
         self.state.staged_bytes += size
         self._save()
 
+    def _wait_for_room(self, max_pending: Optional[int], should_stop: Optional[Callable[[], bool]]) -> None:
+        """Wait while ``max_pending`` chunks or more are on disk (the stream deletes those it has committed)."""
+        while max_pending and len(list(self.folder.glob(CHUNK_GLOB))) >= max_pending:
+            if should_stop is not None and should_stop():
+                raise StagingStopped(f"staging of {self.path} stopped after {self.state.members} members")
+            time.sleep(0.2)
+
     def run(self, on_progress: Optional[Callable[[StagingState], None]] = None,
-            should_stop: Optional[Callable[[], bool]] = None) -> StagingState:
+            should_stop: Optional[Callable[[], bool]] = None, max_pending: Optional[int] = None) -> StagingState:
         """Write the chunks not written yet, then ``_DONE``; returns the final state.
 
         ``on_progress(state)`` is called after each member read; ``should_stop()`` is asked after each chunk
         written, and True stops the staging (:class:`StagingStopped`) where it is: a later run resumes it.
+        ``max_pending``: write a chunk only while fewer chunks lie on disk (staging disk stays bounded while the
+        stream deletes the chunks it commits; it must exceed two micro-batches' worth of chunks, or the stream,
+        which deletes a batch's chunks when it plans the next one, would wait for chunks that never come).
         """
         if self.done:
             return self.state
@@ -163,6 +173,7 @@ class Stager:
                         if on_progress is not None:
                             on_progress(state)
                         if size >= state.chunk_bytes or len(chunk) >= state.max_members:
+                            self._wait_for_room(max_pending, should_stop)
                             self._write_chunk(chunk)
                             chunk, size = [], 0
                             if should_stop is not None and should_stop():
