@@ -84,7 +84,14 @@ def replay_session(master: str | None = None) -> SparkSession:
     java = os.environ.get("FINK_T2_JAVA_OPTIONS", LOCAL_JAVA_OPTIONS)
     if local and java and "PYSPARK_GATEWAY_PORT" not in os.environ:
         conf["spark.driver.extraJavaOptions"] = java
+    manager = "spark.sql.streaming.checkpointFileManagerClass"
     spark = get_spark(master, **conf)
+    try:  # the class's package moved in Spark 4: an older Spark keeps its default manager
+        spark._jvm.java.lang.Class.forName(REPLAY_SQL_CONF[manager])
+    except Exception:  # noqa: BLE001 - py4j reports the ClassNotFoundException as its own error
+        spark.conf.unset(manager)
+        conf.pop(manager)
     for key, value in REPLAY_SQL_CONF.items():  # an existing session got none of the above: these apply still
-        spark.conf.set(key, value)
+        if key in conf:
+            spark.conf.set(key, value)
     return spark

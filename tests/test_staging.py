@@ -107,6 +107,14 @@ def test_the_staging_waits_while_too_many_chunks_lie_on_disk(night_tarball, tmp_
     assert len(_chunks(stalled.folder)) == 2
 
 
+def test_a_staging_nobody_consumes_goes_on_after_the_stall_limit(night_tarball, tmp_path, monkeypatch, caplog):
+    """Spark deletes committed chunks best effort: if none goes, the staging waits MAX_STALL_S, then goes on."""
+    monkeypatch.setattr(staging_module, "MAX_STALL_S", 0.3)
+    state = Stager(str(night_tarball), str(tmp_path), chunk_bytes=400_000).run(max_pending=2)
+    assert state.done and state.members == 50 and len(state.chunks) > 2
+    assert "no staged chunk deleted" in caplog.text
+
+
 @pytest.fixture(scope="module")
 def damaged_tarball(tmp_path_factory) -> dict:
     """A gzip nightly tarball with one corrupt member, cut at 60%: alerts before the cut are recoverable."""

@@ -46,6 +46,8 @@ MAX_MEMBERS_PER_CHUNK = 2000
 DONE_MARKER = "_DONE"
 #: the chunks written so far, and the rule that cut them
 PROGRESS_FILE = "_progress.json"
+#: seconds the staging waits for the stream to delete a chunk before it writes the next one anyway
+MAX_STALL_S = 300.0
 #: the stream's file pattern of a staging folder: tar chunks, and the parquet of archive damage
 CHUNK_GLOB = FOLDER_GLOBS["staged"]
 
@@ -137,10 +139,18 @@ class Stager:
         self._save()
 
     def _wait_for_room(self, max_pending: Optional[int], should_stop: Optional[Callable[[], bool]]) -> None:
-        """Wait while ``max_pending`` chunks or more are on disk (the stream deletes those it has committed)."""
-        while max_pending and len(list(self.folder.glob(CHUNK_GLOB))) >= max_pending:
+        """Wait while ``max_pending`` chunks or more are on disk (the stream deletes those it has committed);
+        if none is deleted for :data:`MAX_STALL_S` (a file system where Spark cannot delete), go on anyway."""
+        last, since = None, time.monotonic()
+        while max_pending and (pending := len(list(self.folder.glob(CHUNK_GLOB)))) >= max_pending:
             if should_stop is not None and should_stop():
                 raise StagingStopped(f"staging of {self.path} stopped after {self.state.members} members")
+            if pending != last:
+                last, since = pending, time.monotonic()
+            elif time.monotonic() - since > MAX_STALL_S:
+                _LOG.warning("fink-t2: no staged chunk deleted in %.0f s: staging goes on past %d chunks on disk",
+                             MAX_STALL_S, max_pending)
+                return
             time.sleep(0.2)
 
     def run(self, on_progress: Optional[Callable[[StagingState], None]] = None,
@@ -184,6 +194,7 @@ class Stager:
                 damage = f"{type(err).__name__}: {err} (archive damaged after {seen} alerts; those are kept)"
             state.bytes_read = raw.tell()
         if chunk:
+            self._wait_for_room(max_pending, should_stop)
             self._write_chunk(chunk)
         if damage is not None:
             _LOG.error("fink-t2: %s: %s", self.path, damage)
