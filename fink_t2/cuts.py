@@ -48,7 +48,23 @@ STATUS_FEW_DETECTIONS = "too_few_detections"
 STATUS_MALFORMED = "malformed_history"
 #: a replayed input file that could not be decoded (one row stands for it)
 STATUS_UNREADABLE = "unreadable_file"
-#: every status, in the order the cuts are checked
+
+# Raw alerts (no Fink science-stage columns) replayed by ``fink-t2 replay`` first go through the raw -> science
+# step of Fink as :mod:`fink_t2.raw_filter` rebuilds it offline (its thresholds live there); the t2 UDF itself
+# never sees these statuses. In the replay they come before t2's own cuts, in this order:
+#: Fink's quality cuts failed (``nbad``, real-bogus ``rb``, i band): Fink drops such an alert before its science stage
+STATUS_BAD_QUALITY = "bad_quality"
+#: the deep real-bogus score ``drb`` says bogus (stand-in for the cross-match cut)
+STATUS_BOGUS = "bogus"
+#: a Pan-STARRS1 point source under the alert (``sgscore1``, ``distpsnr1``): a variable star
+STATUS_PS1_STAR = "ps1_star"
+#: a Gaia source under the alert (``neargaia``, ``maggaia``): a variable star
+STATUS_GAIA_STAR = "gaia_star"
+#: the current detection is a negative difference (``isdiffpos`` f): something in the reference faded
+STATUS_NEGATIVE_DIFFERENCE = "negative_difference"
+#: the raw-alert statuses, in the order they are checked
+RAW_STATUSES = (STATUS_BAD_QUALITY, STATUS_BOGUS, STATUS_PS1_STAR, STATUS_GAIA_STAR, STATUS_NEGATIVE_DIFFERENCE)
+#: every status of the science module, in the order the cuts are checked
 STATUSES = (STATUS_OK, STATUS_ASTEROID, STATUS_GALACTIC, STATUS_TOO_OLD, STATUS_FEW_DETECTIONS,
             STATUS_MALFORMED, STATUS_UNREADABLE)
 

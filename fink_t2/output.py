@@ -88,12 +88,7 @@ def claim_output(output: str, source: str, model: str) -> None:
     if os.path.isdir(output) and os.listdir(output):
         raise ValueError(f"output {output} is not empty and has no {RUN_MARKER}: not a fink-t2 replay output, use another folder")
     os.makedirs(output, exist_ok=True)
-    run = {
-        "input": source,
-        "model": model,
-        "model_sha256": file_sha256(model),
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    run = {"input": source, "model": model, "model_sha256": file_sha256(model), "created_utc": _now_utc()}
     _write_atomically(marker, json.dumps(run, indent=2))
 
 
@@ -168,12 +163,34 @@ def count_output(spark, output: str) -> int:
     return 0 if written is None else written.count()
 
 
-def summarize(spark, output: str, count_before: int, wall_s: float) -> dict:
-    """Counts of the whole output (exactly-once view through the sink's log) and this run's speed."""
+def _now_utc() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def last_processing_run(summary: dict | None) -> dict | None:
+    """The last run into an output that processed alerts, from its summary (also one written by an older
+    fink-t2, which kept only the last run's counts); None when no run processed any alert."""
+    if not summary:
+        return None
+    if summary.get("last_processing_run"):
+        return summary["last_processing_run"]
+    if summary.get("alerts_processed_this_run", 0) > 0:
+        return {"alerts_processed": summary["alerts_processed_this_run"], "wall_time_s": summary.get("wall_time_s"),
+                "alerts_per_s": summary.get("alerts_per_s"), "finished_utc": None}
+    return None
+
+
+def summarize(spark, output: str, count_before: int, wall_s: float, previous: dict | None = None) -> dict:
+    """Counts of the whole output (exactly-once view through the sink's log), this run's speed, and
+    ``last_processing_run``: this run if it processed alerts, else the one ``previous`` (the summary of the
+    run before) names, so that a rerun that had nothing left to do does not hide the night's throughput."""
     written = read_output(spark, output)  # None: nothing committed yet (a night with zero files)
     counts = {} if written is None else {r["t2_status"]: r["count"] for r in written.groupBy("t2_status").count().collect()}
     total = sum(counts.values())
     processed_this_run = total - count_before
+    rate = round(processed_this_run / wall_s, 1) if wall_s > 0 and processed_this_run > 0 else None
+    this_run = {"alerts_processed": processed_this_run, "wall_time_s": round(wall_s, 2), "alerts_per_s": rate,
+                "finished_utc": _now_utc()}
     return {
         "output": output,
         "alerts_in_output": total,
@@ -182,7 +199,8 @@ def summarize(spark, output: str, count_before: int, wall_s: float) -> dict:
         "unreadable_files": counts.get(STATUS_UNREADABLE, 0),
         "alerts_processed_this_run": processed_this_run,
         "wall_time_s": round(wall_s, 2),
-        "alerts_per_s": round(processed_this_run / wall_s, 1) if wall_s > 0 else None,
+        "alerts_per_s": rate,  # None when this run processed nothing (all was already in the output)
+        "last_processing_run": this_run if processed_this_run > 0 else last_processing_run(previous),
     }
 
 

@@ -1,12 +1,17 @@
 """Structured-streaming replay of an archived night through the t2 science module (``fink-t2 replay``).
 
-The source is Spark's ``binaryFile`` file source decoded into Fink's layout
-(:mod:`fink_t2.alerts.binaryfile`); a nightly tarball is first staged into parquet
-chunks under ``OUTPUT/_staging`` (:mod:`fink_t2.alerts.staging`). The sink is parquet
-with its checkpoint in ``OUTPUT/_checkpoint``: a rerun processes only files it has not
-committed, and the sink's log keeps every alert exactly once. The output folder (its
-run marker, unreadable files, summary) is :mod:`fink_t2.output`.
+The source is Spark's ``binaryFile`` file source decoded into Fink's layout in the stream's tasks
+(:mod:`fink_t2.alerts.binaryfile`). A nightly tarball is cut by the driver into chunks of raw Avro
+members under ``OUTPUT/_staging`` (:mod:`fink_t2.alerts.staging`) while the one query of the run
+already decodes and classifies the chunks written so far (a processing-time trigger, stopped once the
+staging is done and every chunk is processed); other inputs are read with the ``availableNow`` trigger.
+The sink is parquet with its checkpoint in ``OUTPUT/_checkpoint``: a rerun processes only files it
+has not committed, and the sink's log keeps every alert exactly once. The output folder (its run
+marker, unreadable files, summary) is :mod:`fink_t2.output`; what the run prints while it runs,
+:mod:`fink_t2.progress`.
 
+Raw alerts (no Fink science-stage columns) first meet Fink's raw -> science step as
+:mod:`fink_t2.raw_filter` rebuilds it: an alert it rejects keeps that status, and t2 spends nothing on it.
 A file that cannot be decoded becomes one row with ``ingest_error`` set and
 ``t2_status = "unreadable_file"`` — counted in the summary, never dropped silently.
 """
@@ -23,7 +28,7 @@ from pyspark.sql import functions as F
 from fink_t2 import gpu
 from fink_t2.alerts import detect_format
 from fink_t2.alerts.binaryfile import decoded_alerts, empty_files
-from fink_t2.alerts.staging import stage_tarball
+from fink_t2.alerts.staging import Stager
 from fink_t2.cuts import STATUS_UNREADABLE
 from fink_t2.model_ref import ModelRef
 from fink_t2.output import (
@@ -32,31 +37,51 @@ from fink_t2.output import (
     claim_output,
     count_output,
     keep_aside,
+    read_summary,
     summarize,
     write_summary,
 )
 from fink_t2.processor import T2_COLUMNS, t2_result_udf
-from fink_t2.spark import get_spark
+from fink_t2.progress import BATCH_METRICS, BatchLog, StagingBar
+from fink_t2.spark import replay_session
 
 _LOG = logging.getLogger(__name__)
+
+#: the light-curve inputs of the UDF, blanked for an alert the raw filter rejected (no sequence, no model run)
+LIGHT_CURVE_COLUMNS = ("cjd", "cfid", "cmagpsf", "cisdiffpos")
+#: chunks of a staged tarball per micro-batch (~4,000 alerts; --max-files-per-trigger sets another number)
+CHUNKS_PER_BATCH = 8
+#: chunks on disk at most, in micro-batches: the staging waits beyond (3 batches: ~24 chunks, ~770 MiB)
+PENDING_BATCHES = 3
+#: trigger of the query while a tarball is being staged: the next batch starts as soon as the last one ends
+#: (with no new chunk, Spark looks again after spark.sql.streaming.pollingDelay, see fink_t2.spark)
+STAGING_TRIGGER = "0 seconds"
 
 
 def with_t2(df: DataFrame, model: ModelRef | None = None) -> DataFrame:
     """Add ``t2`` (map), ``t2_status`` and ``t2_class`` to a Fink-layout DataFrame.
 
     ``model``: run this model (its reference travels with the UDF) instead of $FINK_T2_MODEL or the shipped one.
+    A ``raw_filter`` column (:mod:`fink_t2.alerts.binaryfile`) is folded into ``t2_status`` and dropped: its
+    status comes first, and the UDF gets no light curve for those alerts (every value -1, as any rejected alert).
     """
-    result = t2_result_udf(model)(*T2_COLUMNS)
+    inputs = [F.col(name) for name in T2_COLUMNS]
     status = F.col("_t2.t2_status")
+    if "raw_filter" in df.columns:
+        rejected = F.col("raw_filter").isNotNull()
+        inputs = [F.when(rejected, F.lit(None)).otherwise(F.col(name)) if name in LIGHT_CURVE_COLUMNS else F.col(name)
+                  for name in T2_COLUMNS]
+        status = F.coalesce(F.col("raw_filter"), status)
     if "ingest_error" in df.columns:  # rows standing for an undecodable file (see binaryfile.decode_file)
         status = F.when(F.col("ingest_error").isNotNull(), F.lit(STATUS_UNREADABLE)).otherwise(status)
-    return (
-        df.withColumn("_t2", result)
+    result = (
+        df.withColumn("_t2", t2_result_udf(model)(*inputs))
         .withColumn("t2", F.col("_t2.t2"))
         .withColumn("t2_status", status)
         .withColumn("t2_class", F.col("_t2.t2_class"))
         .drop("_t2")
     )
+    return result.drop("raw_filter") if "raw_filter" in df.columns else result
 
 
 def input_format(path: str) -> str:
@@ -78,17 +103,25 @@ def check_model(model: str | None = None) -> ModelRef:
     return ref
 
 
+def _observed(df: DataFrame) -> DataFrame:
+    """``df`` with the per-batch counts :class:`fink_t2.progress.BatchLog` prints (Spark's observed metrics)."""
+    unreadable = F.sum(F.when(F.col("t2_status") == STATUS_UNREADABLE, 1).otherwise(0))
+    return df.observe(BATCH_METRICS, F.count(F.lit(1)).alias("rows"), unreadable.alias("unreadable"))
+
+
 def replay(
     path: str, output: str, master: str | None = None, max_files_per_trigger: int | None = None, model: str | None = None,
     device: str = "auto",
+    progress: bool = True,
 ) -> dict:
-    """Replay a night through t2 with Structured Streaming (availableNow) into parquet at ``output``.
+    """Replay a night through t2 with Structured Streaming into parquet at ``output``.
 
     Returns the summary printed by ``fink-t2 replay``. Before Spark starts and before anything is
     written, the input, the model (``model``, else $FINK_T2_MODEL, else the shipped one) and the
     output folder (see :func:`fink_t2.output.claim_output`) are checked; a problem raises ValueError
     or FileNotFoundError. ``device`` (auto, cpu, gpu) is the workers' choice of backend (:mod:`fink_t2.gpu`);
-    ``gpu`` on a local master is checked here first (ValueError: no usable GPU).
+    ``gpu`` on a local master is checked here first (ValueError: no usable GPU). ``progress``: print the
+    staging bar and one line per micro-batch on stderr.
     """
     fmt = input_format(path)
     ref = check_model(model)
@@ -98,32 +131,75 @@ def replay(
     output = os.path.abspath(output)
     claim_output(output, path, ref.path)
     start, started_at = time.perf_counter(), time.time()
-    if fmt == "tarball":  # staging reads the tarball itself, and reports an empty one
-        unlisted = []
-        path, fmt = stage_tarball(path, os.path.join(output, STAGING_DIR)), "parquet"
-    else:
-        unlisted = empty_files(path, fmt)
-    spark = get_spark(master)
+    stager = Stager(path, os.path.join(output, STAGING_DIR)) if fmt == "tarball" else None
+    source, fmt = (str(stager.folder), "staged") if stager else (path, fmt)
+    unlisted = [] if stager else empty_files(path, fmt)
+    spark = replay_session(master)
     reader = spark.readStream
+    if stager is not None:  # a chunk is deleted once its batch is committed: staging disk stays bounded
+        reader = reader.option("cleanSource", "delete")
+        max_files_per_trigger = max_files_per_trigger or CHUNKS_PER_BATCH
     if max_files_per_trigger:
         reader = reader.option("maxFilesPerTrigger", max_files_per_trigger)
     before = count_output(spark, output)
     backend_dir = os.path.join(output, gpu.BACKEND_RECORDS)
     # the workers' environment (pyspark sends it with each Python UDF): device policy, where to record the backend
     spark.sparkContext.environment.update({gpu.DEVICE_ENV: device, gpu.BACKEND_DIR_ENV: backend_dir})
-    query = (
-        with_t2(decoded_alerts(reader, path, fmt), model=ref)
+    staging_line = None if stager is None else (lambda: _staging_text(stager))
+    log = BatchLog(start, staging_line, lines=None if progress else [])
+    spark.streams.addListener(log)
+    writer = (
+        _observed(with_t2(decoded_alerts(reader, source, fmt), model=ref))
         .writeStream.format("parquet")
         .option("path", output)
         .option("checkpointLocation", os.path.join(output, CHECKPOINT_DIR))
-        .trigger(availableNow=True)
-        .start()
     )
-    query.awaitTermination()
+    staging_now = stager is not None and not stager.done
+    query = (writer.trigger(processingTime=STAGING_TRIGGER) if staging_now else writer.trigger(availableNow=True)).start()
+    log.query_id = str(query.id)
+    try:
+        if staging_now:
+            _stage_while_streaming(stager, query, progress, PENDING_BATCHES * max_files_per_trigger)
+            query.processAllAvailable()  # every chunk written is processed and committed
+            query.stop()
+        query.awaitTermination()
+    finally:
+        if query.isActive:
+            query.stop()
+        spark.streams.removeListener(log)
     wall = time.perf_counter() - start
-    summary = summarize(spark, output, before, wall)
+    summary = summarize(spark, output, before, wall, previous=read_summary(output))
+    if stager is not None:
+        summary["staging"] = stager.summary()
     unreadable = keep_aside(spark, output, unlisted)
     summary.update(unreadable_files=len(unreadable), unreadable=unreadable, device=device,
                    **gpu.worker_backends(backend_dir, since=started_at))
     write_summary(output, summary)  # read by fink-t2 report
+    if stager is not None:  # every chunk is processed and committed: what the stream left of them goes
+        stager.remove_chunks()
     return summary
+
+
+def _staging_text(stager: Stager) -> str:
+    state = stager.state
+    if state.done:
+        return f"staging done ({state.members:,} members)"
+    share = state.bytes_read / state.source_bytes if state.source_bytes else 1.0
+    return f"staging {share:.0%} ({state.members:,} members in {len(state.chunks)} chunks)"
+
+
+def _stage_while_streaming(stager: Stager, query, progress: bool, max_pending: int) -> None:
+    """Cut the tarball into chunks while ``query`` decodes them (at most ``max_pending`` chunks ahead on disk);
+    stop the staging if the query dies."""
+    bar = StagingBar(stager.state.source_bytes, stager.state.members) if progress else None
+    try:
+        stager.run(on_progress=None if bar is None else bar.update, should_stop=lambda: not query.isActive,
+                   max_pending=max_pending)
+    except Exception:
+        error = query.exception() if not query.isActive else None
+        if error is not None:  # the stream failed first: its error says why
+            raise RuntimeError(f"the stream stopped while staging: {error}") from None
+        raise
+    finally:
+        if bar is not None:
+            bar.close()

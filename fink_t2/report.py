@@ -23,7 +23,7 @@ import pyarrow.dataset as ds
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from fink_t2.output import SUMMARY_FILE, committed_files, read_summary
+from fink_t2.output import SUMMARY_FILE, committed_files, last_processing_run, read_summary
 
 COLUMNS = ["objectId", "candid", "t2", "t2_status", "t2_class", "cjd", "cfid", "cmagpsf", "csigmapsf", "cdiffmaglim"]
 BANDS = {1: ("g", "green"), 2: ("r", "red")}
@@ -36,7 +36,7 @@ td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}img{max-width:100%}
 <h1>fink-t2 report: $name</h1>
 <p>Output <code>$output</code>: <b><span id="total">$total</span></b> alerts (committed files only),
 <span id="classified">$classified</span> classified by t2.</p>
-<h2>Throughput of the last replay run</h2><p>$throughput</p>
+<h2>Throughput of the last replay that processed alerts</h2><p>$throughput</p>
 <h2>Alerts per status (what each cut rejected)</h2>
 <table id="status"><tr><th>t2_status</th><th>alerts</th></tr>$status_rows</table>
 <h2>Alerts per predicted class</h2>
@@ -89,6 +89,27 @@ def plot_light_curve(ax, alert) -> None:
     ax.set(xlabel="days since first detection", ylabel="magnitude")
 
 
+def throughput_text(summary: dict | None) -> str:
+    """The report's throughput paragraph: the last run that processed alerts (a rerun that found nothing new
+    to do is said as such, never shown as 0 alerts/s), from the replay's summary.
+
+    >>> throughput_text({"alerts_processed_this_run": 0, "last_processing_run": {"alerts_processed": 10,
+    ...     "wall_time_s": 2.0, "alerts_per_s": 5.0, "finished_utc": "2026-01-01T00:00:00+00:00"}})[:62]
+    '10 alerts processed in 2.0 s: <b><span id="alerts_per_s">5.0</'
+    """
+    if summary is None:
+        return f"not recorded (no {SUMMARY_FILE}: output of an older fink-t2 replay)"
+    last = last_processing_run(summary)
+    if last is None:
+        return "no replay has processed any alert into this output yet"
+    text = (f"{last['alerts_processed']} alerts processed in {last['wall_time_s']} s: "
+            f"<b><span id=\"alerts_per_s\">{last['alerts_per_s']}</span></b> alerts/s (wall time, Spark start-up included"
+            + (f", run finished {html.escape(last['finished_utc'])} UTC)" if last.get("finished_utc") else ")"))
+    if summary.get("alerts_processed_this_run", 0) == 0:
+        text += ". The latest run found nothing new to process (every alert of the night was already in the output)."
+    return text
+
+
 def write_report(output_dir, html_path=None, top_n: int = TOP_N) -> dict:
     """Write the HTML report of a replay output (default ``OUTPUT/_report/report.html``) and its PNGs."""
     output_dir = Path(output_dir)
@@ -137,14 +158,9 @@ def write_report(output_dir, html_path=None, top_n: int = TOP_N) -> dict:
         )
 
     run = read_summary(output_dir)
-    throughput = (
-        f"{run['alerts_processed_this_run']} alerts processed in {run['wall_time_s']} s: "
-        f"<b><span id=\"alerts_per_s\">{run['alerts_per_s']}</span></b> alerts/s (wall time, Spark start-up included)"
-        if run else f"not recorded (no {SUMMARY_FILE}: output of an older fink-t2 replay)"
-    )
     page = PAGE.substitute(
         name=html.escape(output_dir.resolve().name), output=html.escape(str(output_dir.resolve())), total=len(df),
-        classified=int(df.t2_class.notna().sum()), throughput=throughput, status_rows=rows(status, "status"),
+        classified=int(df.t2_class.notna().sum()), throughput=throughput_text(run), status_rows=rows(status, "status"),
         class_rows=rows(per_class, "class"), counts_img=counts_img, proba_img=proba_img, candidates="\n".join(sections),
     )
     html_path.write_text(page, encoding="utf-8")

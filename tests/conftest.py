@@ -39,16 +39,19 @@ def spark():
 
 @pytest.fixture(scope="session")
 def classified_records() -> list[dict]:
-    """Real alerts that pass the cuts once read from Avro (no Fink roid/cdsxmatch columns)."""
+    """Real alerts that pass the cuts once read from Avro (no Fink roid/cdsxmatch columns): t2's own cuts and
+    the raw-alert filter the replay applies to them (fink_t2.raw_filter)."""
     from fink_t2.alerts import iter_alerts, records_to_table
     from fink_t2.classifier import classify_columns
     from fink_t2.cuts import STATUS_OK
     from fink_t2.processor import T2_COLUMNS
+    from fink_t2.raw_filter import raw_status
 
     records = [{k: v for k, v in r.items() if k not in ("roid", "cdsxmatch")} for r in iter_alerts(SAMPLE_NIGHT)]
     table = records_to_table(records).to_pandas()
     _, status = classify_columns(*(table[c.split(".")[-1]] for c in T2_COLUMNS), model=None)
-    chosen = [r for r, s in zip(records, status) if s == STATUS_OK]
+    raw = raw_status(table)
+    chosen = [r for r, s, f in zip(records, status, raw) if s == STATUS_OK and f is None]
     assert len(chosen) >= 2
     return chosen
 

@@ -11,6 +11,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
+import fastavro
 import pyarrow as pa
 import pytest
 
@@ -152,10 +153,22 @@ def test_contiguous_damaged_blocks_are_one_report(container):
     assert [(r.offset, r.size) for r in reports] == [(blocks[2][0], blocks[2][1] + blocks[3][1])]
 
 
-def test_a_header_longer_than_the_first_read_is_read_whole(container, monkeypatch):
+def test_a_long_header_and_alternating_schemas_decode_with_their_own_header(container):
+    """The header is read from its structure whatever its length (here 300 KB of extra metadata), and every
+    file is decoded with its own writer schema even when parsed headers are reused across files."""
     data, blocks, alerts = container
-    monkeypatch.setattr("fink_t2.alerts.avro.HEADER_PEEK", 100)  # ZTF's header is ~9 KB
-    assert decode_avro_bytes(data) == alerts and list(read_avro(CONTAINER)) == alerts
+    record = alerts[0]
+    schema = fastavro.reader(io.BytesIO(data)).writer_schema
+    buffer = io.BytesIO()
+    fastavro.writer(buffer, fastavro.parse_schema(schema), [dict(record, cutoutScience=None, cutoutTemplate=None,
+                    cutoutDifference=None)], metadata={"padding": "x" * 300_000})
+    long_header = buffer.getvalue()
+    other = (MULTI_DIR / "avro_multi_alerts_other.avro").read_bytes()
+    expected_other = list(fastavro.reader(io.BytesIO(other)))
+    for _ in range(2):
+        assert decode_avro_bytes(long_header) == [record]
+        assert decode_avro_bytes(data) == alerts
+        assert decode_avro_bytes(other) == [{k: v for k, v in a.items() if k not in CUTOUT_FIELDS} for a in expected_other]
 
 
 @pytest.mark.parametrize("data", [b"", b"Obj\x01", b"Obj\x01" + bytes(range(256)) * 8, b"PAR1 not avro"])

@@ -84,3 +84,20 @@ def test_cli_report(replayed, tmp_path, capsys):
     assert result["alerts"] == 124 and (tmp_path / "r.html").exists()
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_after_a_rerun_with_nothing_new_the_page_shows_the_run_that_processed_the_night(replayed, tmp_path):
+    out, summary = replayed
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("_checkpoint", "_report"))
+    rerun = dict(summary, alerts_processed_this_run=0, wall_time_s=3.2, alerts_per_s=None)
+    (copy / SUMMARY_FILE).write_text(json.dumps(rerun))
+    text = Path(write_report(copy)["html"]).read_text(encoding="utf-8")
+    shown = re.search(r'<span id="alerts_per_s">([^<]*)</span>', text)[1]
+    assert shown == str(summary["last_processing_run"]["alerts_per_s"]) and float(shown) > 0
+    assert "found nothing new to process" in text
+    # a summary of an older fink-t2 (no last_processing_run) that processed the night still shows its rate
+    older = {k: v for k, v in summary.items() if k != "last_processing_run"}
+    (copy / SUMMARY_FILE).write_text(json.dumps(older))
+    text = Path(write_report(copy)["html"]).read_text(encoding="utf-8")
+    assert re.search(r'<span id="alerts_per_s">([^<]*)</span>', text)[1] == str(summary["alerts_per_s"])

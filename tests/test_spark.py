@@ -47,3 +47,17 @@ def test_cli_run_by_full_path_without_its_venv_on_path(tmp_path):
     assert summary["alerts_in_output"] == summary["alerts_processed_this_run"] == 124
     assert summary["classified"] > 0 and summary["unreadable_files"] == 0
     assert not ran.exists(), ran.read_text()[-2000:]
+
+
+def test_replay_session_settings(spark):
+    """On an existing session the replay's SQL settings apply; a local replay's own JVM gets the C1-only option."""
+    from fink_t2.spark import LOCAL_JAVA_OPTIONS, REPLAY_SQL_CONF, replay_session
+
+    session = replay_session("local[2]")
+    assert session is spark and all(spark.conf.get(k) == v for k, v in REPLAY_SQL_CONF.items())
+    code = ("from fink_t2.spark import replay_session; s = replay_session('local[1]'); "
+            "print(list(s._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments()))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in os.environ.items() if k != "FINK_T2_JAVA_OPTIONS"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert LOCAL_JAVA_OPTIONS in proc.stdout

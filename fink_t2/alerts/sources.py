@@ -35,8 +35,9 @@ from fink_t2.alerts.table import AlertTableBuilder
 from fink_t2.alerts.tarball import read_tarball
 
 FORMATS = ("avro_dir", "avro_file", "tarball", "parquet")
-#: the files of a folder source that belong to it, by format (the Spark source lists them with these patterns)
-FOLDER_GLOBS = {"avro_dir": "*.avro", "parquet": "*.parquet"}
+#: the files of a folder source that belong to it, by format (the Spark source lists them with these patterns);
+#: "staged": the chunks of a nightly tarball (fink_t2.alerts.staging)
+FOLDER_GLOBS = {"avro_dir": "*.avro", "parquet": "*.parquet", "staged": "chunk-*"}
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 _AVRO_MAGIC = b"Obj\x01"
 _PARQUET_MAGIC = b"PAR1"

@@ -20,10 +20,17 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import os
 import posixpath
 import tarfile
 from typing import BinaryIO, Callable, Iterator, Optional, Union
+
+try:  # ISA-L's gzip: the same stream, decompressed ~1.5-2x faster than zlib (optional)
+    from isal import igzip as _fast_gzip
+except ImportError:  # pragma: no cover - depends on the environment
+    _fast_gzip = None
 
 from fink_t2.alerts.avro import decode_avro_bytes
 
@@ -32,6 +39,36 @@ def is_alert_member(member: tarfile.TarInfo) -> bool:
     """A regular ``.avro`` file, not a macOS ``._`` resource fork."""
     name = posixpath.basename(member.name)
     return member.isfile() and name.endswith(".avro") and not name.startswith("._")
+
+
+#: the first bytes of a gzip stream
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def gzip_file_type(fast: bool = True) -> type:
+    """The gzip file class to use: ISA-L's ``IGzipFile`` when ``fast`` and installed, else ``gzip.GzipFile``
+    (the same stream either way; ISA-L levels go from 0 to 3)."""
+    return _fast_gzip.IGzipFile if fast and _fast_gzip is not None else gzip.GzipFile
+
+
+@contextlib.contextmanager
+def open_archive(stream: BinaryIO, fast_gzip: bool = True):
+    """A tar archive read in stream mode from the binary file ``stream`` (gzip, bzip2, xz or none).
+
+    gzip is decompressed with ISA-L (package ``isal``) when it is installed and ``fast_gzip``, else with
+    the standard library; the result is the same. Damage raises while the members are read.
+    """
+    if hasattr(stream, "peek"):
+        head = stream.peek(2)[:2]
+    else:  # e.g. io.BytesIO: read the magic and step back
+        head = stream.read(2)
+        stream.seek(-len(head), os.SEEK_CUR)
+    if head == GZIP_MAGIC:
+        with gzip_file_type(fast_gzip)(fileobj=stream, mode="rb") as plain, tarfile.open(fileobj=plain, mode="r|") as tar:
+            yield tar
+    else:
+        with tarfile.open(fileobj=stream, mode="r|*") as tar:
+            yield tar
 
 
 #: ``on_error(member_name, member_bytes, exception)``; name and bytes are None for damage to the archive itself
@@ -59,18 +96,16 @@ def read_tarball(path: Union[str, os.PathLike, BinaryIO], on_error: Optional[OnE
         Decoded alerts without cutouts, in archive order.
     """
     try:
-        if isinstance(path, (str, os.PathLike)):
-            opened = tarfile.open(path, mode="r|*")
-        else:
-            opened = tarfile.open(fileobj=path, mode="r|*")
-        with opened as tar:
+        with contextlib.ExitStack() as stack:
+            stream = stack.enter_context(open(path, "rb")) if isinstance(path, (str, os.PathLike)) else path
+            tar = stack.enter_context(open_archive(stream))
             for member in tar:
                 if not is_alert_member(member):
                     continue
-                stream = tar.extractfile(member)
-                if stream is None:
+                content = tar.extractfile(member)
+                if content is None:
                     continue
-                data = stream.read()
+                data = content.read()
                 try:
                     alerts = decode_avro_bytes(data)
                 except Exception as err:  # noqa: BLE001 - one bad member must not lose the others
