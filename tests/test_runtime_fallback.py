@@ -5,7 +5,7 @@ where it has no wheel. There the runner picks the tf.lite interpreter of the ins
 this in Fink's stack, TensorFlow 2.15, and in the newest one), refuses what the contract refuses, and gives
 LiteRT's probabilities on real alerts. TensorFlow 2.15 cannot load a file with per-channel dense weights
 (``FULLY_CONNECTED`` version 12, what TensorFlow 2.21's converter writes by default): the shipped file has
-per-tensor ones (fink_t2/model/export.py), and tests/tflite_compat.py makes such a variant of any file.
+per-tensor ones (fink_t2/model/export.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from fink_t2.cuts import STATUS_OK
 from fink_t2.inference import T2Model
 from fink_t2.model_ref import DEFAULT_MODEL_PATH
 from fink_t2.samples import REPO_ROOT
-from tflite_compat import fc_versions, per_tensor_variant, real_alert_probabilities
+from tflite_compat import PER_TENSOR_FC_VERSION, fc_versions, real_alert_probabilities
 
 #: largest |tf.lite − LiteRT| probability accepted: the two runtimes run the dynamic-range dense layers with
 #: different kernels (seen here on real alerts: 1.5e-4 at most with TensorFlow 2.15, less with 2.21)
@@ -73,20 +73,17 @@ def without_litert(paths: dict, out: Path, block_tensorflow: bool = False) -> di
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict:
-    """The shipped file, its per-tensor variant, and the variant with contracts it does not meet."""
+    """The shipped file, and variants of it with contracts it does not meet."""
     folder = tmp_path_factory.mktemp("compat")
-    variant = folder / "t2_per_tensor.tflite"
-    assert per_tensor_variant(DEFAULT_MODEL_PATH, variant) > 0
-    assert max(fc_versions(variant)) <= 9
-    paths = {"shipped": Path(DEFAULT_MODEL_PATH), "older_runtime": variant}
+    paths = {"shipped": Path(DEFAULT_MODEL_PATH)}
     for name, change in CONTRACT_CHANGES.items():
         paths[name] = folder / f"{name}.tflite"
-        paths[name].write_bytes(attach_contract(strip_contract(variant), {**read_contract(variant), **change}))
+        paths[name].write_bytes(attach_contract(strip_contract(DEFAULT_MODEL_PATH), {**read_contract(DEFAULT_MODEL_PATH), **change}))
     return paths
 
 
 #: contracts the variant does not meet → what the refusal must name
-CONTRACT_CHANGES = {"two_classes": {"class_names": ["SN Ia", "SN II"]}, "other_preprocessing": {"preprocessing_version": "other"}}
+CONTRACT_CHANGES = {"two_classes": {"class_names": ["SN Ia", "SN II"], "calibration": None}, "other_preprocessing": {"preprocessing_version": "other"}}
 REFUSAL = {"two_classes": "outputs", "other_preprocessing": "preprocessing_version"}
 
 
@@ -109,19 +106,13 @@ def assert_same_as_litert(path, child: dict) -> None:
 
 @needs_tensorflow
 @pytest.mark.slow
-def test_without_litert_tflite_gives_litert_probabilities_on_real_alerts(models, child):
-    assert_same_as_litert(models["older_runtime"], child["older_runtime"])
-
-
-@needs_tensorflow
-@pytest.mark.slow
 def test_shipped_model_without_litert(child):
     """The shipped file on the installed TensorFlow's tf.lite (2.15 in Fink's stack): LiteRT's probabilities.
 
     It asks for FULLY_CONNECTED version 9 (per-tensor dense weights, fink_t2/model/export.py), not the version
     12 of per-channel weights that tf.lite 2.15 refuses.
     """
-    assert max(fc_versions(DEFAULT_MODEL_PATH)) < 12
+    assert max(fc_versions(DEFAULT_MODEL_PATH)) == PER_TENSOR_FC_VERSION
     shipped = child["shipped"]
     assert "error" not in shipped, shipped
     assert_same_as_litert(DEFAULT_MODEL_PATH, shipped)
