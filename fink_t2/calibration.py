@@ -73,4 +73,6 @@ def check_calibration(params, n_classes: int, where="model") -> None:
     except (KeyError, TypeError, ValueError):
         ok = False
     if not ok:
-        raise ValueError(f"{where}: calibration {params!r} is not a calibration of {n_classes} classes")
+        offsets = params.get("class_offsets") if isinstance(params, dict) else None
+        found = f"{len(offsets)} class offsets" if isinstance(offsets, (list, tuple)) else f"{str(params)[:80]!r}"
+        raise ValueError(f"{where}: its calibration ({found}) is not a finite calibration of {n_classes} classes")

@@ -70,7 +70,8 @@ def test_a_file_without_contract_is_refused(tmp_path):
         ({"channels": ["flux_g", "flux_r"]}, "channels"),
         ({"format": 1}, "format"),
         ({"class_names": ["SN Ia", "SN Ia", "x", "y"]}, "class_names"),
-        ({"class_names": ["SN Ia", "SN II"]}, "outputs"),
+        ({"class_names": ["SN Ia", "SN II"], "calibration": None}, "outputs"),
+        ({"class_names": ["SN Ia", "SN II"]}, "calibration"),  # a calibration of 4 classes for 2 names
     ],
 )
 def test_a_mismatched_contract_is_refused(tmp_path, change, message):

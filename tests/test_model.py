@@ -53,13 +53,16 @@ def test_calibration_is_fitted_then_carried_by_the_contract_and_keeps_the_decisi
     rng = np.random.default_rng(0)
     x = rng.random((400, SEQUENCE_LENGTH, len(CHANNELS))).astype(np.float32)
     x[:, :, CHANNELS.index("age")] = rng.uniform(-1, 3, (400, 1))  # the age channel varies between alerts
+    keras.utils.set_random_seed(0)  # the untrained network's output, hence the gain below, is reproducible
     model = build_model(len(CLASS_NAMES))
     raw = model.predict(x, verbose=0).astype(np.float64)
     # labels that an age-dependent, softer output explains better than the raw one: the fit has work to do
     y = np.where(x[:, -1, CHANNELS.index("age")] > 1, 0, rng.integers(0, 4, 400))
     params = fit_calibration(raw, x, y, mode)
     assert params["mode"] == mode
-    assert params["validation_log_loss"]["after"] < params["validation_log_loss"]["before"] - 0.05
+    # a temperature alone cannot use the age: it only softens the output; the age offsets learn the rule
+    gain = {"temperature": 0.01, "age": 0.05}[mode]
+    assert params["validation_log_loss"]["after"] < params["validation_log_loss"]["before"] - gain, params
     # what the runtime computes is the fitted formula of the raw output
     z = np.log(raw) / params["temperature"]
     if mode == "age":

@@ -209,7 +209,7 @@ def _model_variant(tmp_path: Path, kind: str) -> Path:
     elif kind == "other_preprocessing":
         path.write_bytes(attach_contract(bare, {**contract, "preprocessing_version": "t2-gp-v0"}))
     elif kind == "class_list_mismatch":
-        path.write_bytes(attach_contract(bare, {**contract, "class_names": contract["class_names"][:2]}))
+        path.write_bytes(attach_contract(bare, {**contract, "class_names": contract["class_names"][:2], "calibration": None}))
     elif kind == "missing":
         pass
     elif kind == "renamed_classes":
