@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,3 +32,12 @@ def assert_refused(proc, *words):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("fink-t2 replay: error:"), proc.stderr
     assert all(w in lines[0] for w in words), lines[0]
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of process group ``pgid`` still runs."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

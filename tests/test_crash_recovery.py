@@ -14,6 +14,8 @@ import pytest
 from fink_t2.alerts import iter_alerts
 from fink_t2.samples import SHARED_DATA
 
+from replay_helpers import group_alive
+
 pytestmark = pytest.mark.slow
 
 NIGHT = Path(SHARED_DATA) / "ztf_alerts" / "night_20200101_avro"
@@ -23,14 +25,6 @@ def _committed_batches(out: Path) -> list[str]:
     """Batches the parquet sink has committed (its log OUTPUT/_spark_metadata/N)."""
     log = out / "_spark_metadata"
     return sorted((p.name for p in log.iterdir() if p.name.isdigit()), key=int) if log.is_dir() else []
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_sigkill_mid_night_then_rerun_keeps_every_alert_exactly_once(spark, tmp_path):
@@ -54,10 +48,10 @@ def test_sigkill_mid_night_then_rerun_keeps_every_alert_exactly_once(spark, tmp_
     assert first.returncode == -signal.SIGKILL, (tmp_path / "first.log").read_text()[-3000:]
     assert 1 <= len(killed_after) < 50, "the kill must land after a committed batch, before the end of the night"
     for _ in range(100):  # the whole process group (the JVM too) is gone
-        if not _group_alive(first.pid):
+        if not group_alive(first.pid):
             break
         time.sleep(0.1)
-    assert not _group_alive(first.pid)
+    assert not group_alive(first.pid)
     partial = spark.read.parquet(str(out)).count()
     assert 1 <= partial < 50
 

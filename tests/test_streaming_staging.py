@@ -21,6 +21,7 @@ from fink_t2.replay import replay
 
 from alert_files import AVRO_NIGHT
 from paced_staging import pace
+from replay_helpers import group_alive
 
 pytestmark = pytest.mark.slow
 
@@ -63,14 +64,6 @@ def test_the_stream_decodes_chunks_while_the_tarball_is_staged(spark, night, tmp
     assert again["last_processing_run"] == summary["last_processing_run"]
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_sigkill_mid_staging_then_rerun_keeps_every_alert_exactly_once(spark, night, tmp_path):
     out = tmp_path / "out"
     staged = out / "_staging" / "ztf_public_20991231_tar_gz"
@@ -92,7 +85,7 @@ def test_sigkill_mid_staging_then_rerun_keeps_every_alert_exactly_once(spark, ni
     assert first.returncode == -signal.SIGKILL, (tmp_path / "first.log").read_text()[-3000:]
     assert not staging_was_done, "the kill must land while the tarball is still being staged"
     for _ in range(100):
-        if not _group_alive(first.pid):
+        if not group_alive(first.pid):
             break
         time.sleep(0.1)
     staged_before = json.loads((staged / PROGRESS_FILE).read_text())["members"]

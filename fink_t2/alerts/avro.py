@@ -211,14 +211,14 @@ def _header_size(data) -> int:
         raise ValueError("not an Avro container file (no Obj\\x01 magic)")
     position = len(AVRO_MAGIC)
     while True:  # the metadata map: blocks of (count, [byte size,] count × (key, value)), ended by a count of 0
-        count, position = _varint(data, position)
+        count, position = read_long(data, position)
         if count == 0:
             break
         if count < 0:
             count = -count
-            _, position = _varint(data, position)
+            _, position = read_long(data, position)
         for _ in range(2 * count):
-            size, position = _varint(data, position)
+            size, position = read_long(data, position)
             if size < 0:
                 raise ValueError("Avro header: negative string length")
             position += size
@@ -230,8 +230,8 @@ def _header_size(data) -> int:
 
 def _decode_block(layout: _Layout, sync: bytes, block: bytes) -> list[dict]:
     """Records of one block (its bytes up to and including its sync marker), or an exception."""
-    count, position = _varint(block, 0)
-    size, position = _varint(block, position)
+    count, position = read_long(block, 0)
+    size, position = read_long(block, position)
     if count < 0 or size < 0 or position + size + SYNC_SIZE != len(block):
         raise ValueError(f"Avro block declares {count} records in {size} bytes, but {len(block) - position} bytes "
                          "(sync marker included) lie before the next marker")
@@ -250,7 +250,7 @@ def _decode_block(layout: _Layout, sync: bytes, block: bytes) -> list[dict]:
     return records
 
 
-def _varint(data, offset: int) -> tuple[int, int]:
+def read_long(data, offset: int) -> tuple[int, int]:
     """The zig-zag varint (Avro long) at ``offset`` and the offset after it; raises if cut short."""
     shift = value = 0
     while True:
@@ -267,8 +267,8 @@ def _varint(data, offset: int) -> tuple[int, int]:
 def _declared_end(data, position: int) -> Optional[int]:
     """Offset of the sync marker of the block at ``position``, from its own record count and byte size."""
     try:
-        count, offset = _varint(data, position)
-        size, offset = _varint(data, offset)
+        count, offset = read_long(data, position)
+        size, offset = read_long(data, offset)
     except ValueError:
         return None
     return offset + size if count >= 0 and size >= 0 else None

@@ -33,6 +33,7 @@ from typing import BinaryIO, Sequence, Union
 
 import fastavro
 
+from fink_t2.alerts.avro import read_long
 from fink_t2.alerts.tarball import gzip_file_type
 
 #: candid of the first synthetic alert (ZTF's are ~1.1e18; same 9-byte Avro encoding)
@@ -50,17 +51,6 @@ def _zigzag(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
-
-
-def _skip_varint(data: bytes, offset: int) -> tuple[int, int]:
-    shift = value = 0
-    while True:
-        byte = data[offset]
-        offset += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return (value >> 1) ^ -(value & 1), offset
 
 
 def object_id(index: int) -> str:
@@ -91,12 +81,12 @@ class Template:
         record = next(reader)
         header = data.index(data[-16:])  # first occurrence of the sync marker: the end of the header
         offset = header + 16
-        _, offset = _skip_varint(data, offset)  # record count
-        _, offset = _skip_varint(data, offset)  # block size
+        _, offset = read_long(data, offset)  # record count
+        _, offset = read_long(data, offset)  # block size
         for _ in range(2):  # schemavsn, publisher
-            length, offset = _skip_varint(data, offset)
+            length, offset = read_long(data, offset)
             offset += length
-        length, offset = _skip_varint(data, offset)
+        length, offset = read_long(data, offset)
         if length != 12 or data[offset : offset + 12].decode() != record["objectId"]:
             raise ValueError(f"{path}: objectId not where a ZTF alert has it")
         encoded = _zigzag(record["candid"])
