@@ -70,9 +70,29 @@ class _Scored:
         return age_bucket(self.age)
 
 
-def posthoc(name: str, mode: str, data_dir: str) -> dict:
+def balance_strength(val_proba, val_y, val_age_days) -> float:
+    """β of the decision argmax(log p − β·log f) (f: class frequencies of the validation views) that maximises the
+    validation views' macro-F1, averaged over the age buckets; β = 0 is the shipped decision (the raw argmax)."""
+    from sklearn.metrics import f1_score
+
+    log_freq = np.log(np.bincount(val_y, minlength=len(CLASS_NAMES)) / len(val_y))
+    bucket = age_bucket(val_age_days)
+
+    def score(beta):
+        pred = (np.log(np.clip(val_proba, 1e-7, 1.0)) - beta * log_freq).argmax(axis=1)
+        return np.mean([f1_score(val_y[bucket == b], pred[bucket == b], average="macro", zero_division=0,
+                                 labels=range(len(CLASS_NAMES))) for b in np.unique(bucket) if b >= 0 and (bucket == b).sum() > 20])
+    return float(max(BALANCE_GRID, key=score))
+
+
+#: β values screened by :func:`balance_strength`
+BALANCE_GRID = tuple(np.round(np.arange(-0.5, 1.51, 0.25), 2))
+
+
+def posthoc(name: str, mode: str, data_dir: str, decision: str = "raw") -> dict:
     """Re-score experiment ``name``'s folds with a calibration (``fink_t2.model.calibration``) fitted on their
-    validation views; the decisions stay the argmax of each fold's raw output, as in the shipped model."""
+    validation views; the decisions stay the argmax of each fold's raw output, as in the shipped model, or with
+    ``decision="balanced"`` that argmax shifted by β·(−log class frequency), β fitted on the validation views."""
     from fink_t2.calibration import calibrated_probabilities
     from fink_t2.classifier import Classification
     from fink_t2.model.calibration import fit_calibration
@@ -94,17 +114,25 @@ def posthoc(name: str, mode: str, data_dir: str) -> dict:
         ok = fold["status"] == "ok"
         proba = fold["proba"].copy()
         proba[ok] = calibrated_probabilities(fold["proba"][ok], fold["now"][ok][:, chan].astype(np.float64), params)
-        label = np.where(ok, np.array(CLASS_NAMES, dtype=object)[fold["proba"].argmax(axis=1)], None)
+        beta = 0.0
+        if decision == "balanced":
+            beta = balance_strength(fold["val_proba"], fold["val_y"], fold["val_now"][:, CHANNELS.index("age")] * 30.0)
+        log_freq = np.log(np.bincount(fold["val_y"], minlength=len(CLASS_NAMES)) / len(fold["val_y"]))
+        shifted = np.log(np.clip(fold["proba"], 1e-7, 1.0)) - beta * log_freq
+        label = np.where(ok, np.array(CLASS_NAMES, dtype=object)[shifted.argmax(axis=1)], None)
         prior = class_prior(objects.set_index("object_id").loc[train_ids, "label"])
         results.append(bucket_metrics(_Scored(fold), Classification(proba, fold["status"], label), prior))
-        print(f"fold {k + 1}: {params and {'temperature': round(params['temperature'], 3)}}", flush=True)
+        print(f"fold {k + 1}: {params and {'temperature': round(params['temperature'], 3)}}, decision beta {beta}", flush=True)
     summary_cv = {**cv, "buckets": summarize_folds(results), "posthoc_calibration": mode}
-    entry = {"command": f"python scripts/recipe_search.py {name} --posthoc {mode}",
+    how = ("the raw argmax" if decision == "raw" else
+           "the argmax of log p − β·log(class frequency), β fitted on each fold's validation views")
+    flag = "" if decision == "raw" else f" --decision {decision}"
+    entry = {"command": f"python scripts/recipe_search.py {name} --posthoc {mode}{flag}",
              "note": f"post-hoc screen: {name}'s saved fold outputs, probabilities calibrated ({mode}) on each fold's "
-                     "validation views, decisions the raw argmax; not retrained",
+                     f"validation views, decisions {how}; not retrained",
              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "folds": cv["folds"], "recipe": {**cv["recipe"], "calibration": mode}, "cv_mean": summary(summary_cv)}
-    record(f"{name}+{mode}, raw-argmax decision", entry)
+    record(f"{name}+{mode}, {decision}-argmax decision", entry)
     print(json.dumps(entry["cv_mean"], indent=1))
     return entry
 
@@ -118,11 +146,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--note", default="", help="why this experiment (kept in the log)")
     parser.add_argument("--posthoc", choices=("temperature", "age"), default=None,
                         help="re-score the saved folds of NAME under this calibration (no training)")
+    parser.add_argument("--decision", choices=("raw", "balanced"), default="raw",
+                        help="with --posthoc: the decision rule screened (balanced: see balance_strength)")
     parser.add_argument("--shipped", action="store_true", help="record the shipped model's cross-validation as NAME")
     recipe_arguments(parser)
     args = parser.parse_args(argv)
     if args.posthoc:
-        return posthoc(args.name, args.posthoc, args.data_dir)
+        return posthoc(args.name, args.posthoc, args.data_dir, args.decision)
     if args.shipped:
         metrics = json.loads((ROOT / "fink_t2" / "data" / "t2_metrics.json").read_text())
         cv = metrics["cross_validation"]
