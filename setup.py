@@ -34,6 +34,9 @@ setup(
         "ai-edge-litert>=2.0; (sys_platform == 'linux' and (platform_machine == 'x86_64' or platform_machine == 'aarch64'))"
         " or (sys_platform == 'darwin' and platform_machine == 'arm64') or (sys_platform == 'win32' and platform_machine == 'AMD64')",
         "matplotlib>=3.6",  # fink-t2 report's figures
+        # ISA-L's gzip for nightly tarballs: the driver's decompression in half the CPU of zlib
+        # (docs/performance.md, night scale); wheels for Linux, macOS and Windows. Without it: the standard library
+        "isal>=1.6",
     ],
     extras_require={
         # where ai-edge-litert has no wheel: TensorFlow's tf.lite interpreter (Fink's science images ship 2.15)

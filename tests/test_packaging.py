@@ -24,7 +24,6 @@ TRAIN_ONLY = PACKAGE / "model"
 #: imports that are alternatives, not requirements: module → the only file allowed to import it
 ALTERNATIVES = {
     "tensorflow": "fink_t2/inference.py",  # tf.lite where ai-edge-litert does not install
-    "isal": "fink_t2/alerts/tarball.py",  # ISA-L's faster gzip for nightly tarballs, else the standard library's
 }
 #: extras whose imports live only in these files, which fink_t2.gpu loads on demand (docs/gpu.md)
 EXTRA_FILES = {"gpu": {"fink_t2/gpu_onnx.py", "fink_t2/onnx_torch.py"}}
