@@ -131,7 +131,10 @@ class Stager:
         name = f"chunk-{len(self.state.chunks):05d}.parquet"
         table = pa.table([pa.array([m for m, _ in members], pa.string()), pa.array([d for _, d in members], pa.binary())],
                          schema=MEMBER_CHUNK_SCHEMA)
-        _write_atomically(self.folder / name, lambda tmp: pq.write_table(table, tmp, compression="none"))
+        # Avro bytes as they are: no compression, no dictionary (it hashes every ~64 KB value, and no two are
+        # equal), no statistics; a chunk is written in less than half the CPU of the defaults
+        _write_atomically(self.folder / name, lambda tmp: pq.write_table(table, tmp, compression="none",
+                                                                           use_dictionary=False, write_statistics=False))
         size = sum(len(data) for _, data in members)
         self.state.chunks.append([name, len(members), size])
         self.state.members += len(members)
