@@ -7,7 +7,16 @@ import json
 import logging
 import os
 import sys
+from importlib import import_module
 
+
+def _extra_main(command: str, module: str, extras: str):
+    """``main`` of ``module``, which needs the ``extras`` of the package; a one-line exit naming them if missing."""
+    try:
+        return import_module(module).main
+    except ImportError as err:
+        what = "the training extra" if extras == "train" else f"the {extras.replace(',', ' and ')} extras"
+        raise SystemExit(f"fink-t2 {command} needs {what}: pip install 'fink-t2[{extras}]' ({err})")
 
 
 def _replay(args) -> int:
@@ -41,11 +50,7 @@ def _report(args) -> int:
 
 
 def _train(args) -> int:
-    try:
-        from fink_t2.model.train import main as train_main
-    except ImportError as err:
-        raise SystemExit(f"fink-t2 train needs the training extra: pip install 'fink-t2[train]' ({err})")
-    metrics = train_main(args.train_args)
+    metrics = _extra_main("train", "fink_t2.model.train", "train")(args.train_args)
     print(json.dumps({"model": metrics.get("model"), "bytes": metrics["model_size"]["tflite_bytes"]}))
     return 0
 
@@ -60,20 +65,13 @@ def _classify(args) -> int:
 
 
 def _compress(args) -> int:
-    try:
-        from fink_t2.model.compress import main as compress_main
-    except ImportError as err:
-        raise SystemExit(f"fink-t2 compress needs the training extra: pip install 'fink-t2[train]' ({err})")
-    print(json.dumps(compress_main(args.compress_args), indent=2))
+    print(json.dumps(_extra_main("compress", "fink_t2.model.compress", "train")(args.compress_args), indent=2))
     return 0
 
 
 def _export_onnx(args) -> int:
-    try:
-        from fink_t2.model.onnx_export import main as export_main
-    except ImportError as err:
-        raise SystemExit(f"fink-t2 export-onnx needs the gpu and train extras: pip install 'fink-t2[gpu,train]' ({err})")
-    print(json.dumps(export_main(args.export_args), indent=2))
+    main_ = _extra_main("export-onnx", "fink_t2.model.onnx_export", "gpu,train")
+    print(json.dumps(main_(args.export_args), indent=2))
     return 0
 
 
