@@ -10,7 +10,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/fink-t2
-COPY setup.py README.md ./
+COPY pyproject.toml README.md ./
 COPY fink_t2 ./fink_t2
 COPY data ./data
 COPY scripts ./scripts

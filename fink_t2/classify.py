@@ -8,7 +8,7 @@ parquet, with the columns of ``../shared/data/ztf_bts/lightcurves.csv.gz``::
 (``magerr`` is not used by t2; a ``fid`` column with ZTF filter ids 1/2 may replace ``band``; a null
 ``mag`` is a non-detection). Each ``objectId`` is classified as the alert the stream would see at its
 latest row: the detections of the 30 days before it, through the same cuts and preprocessing
-(:func:`fink_t2.classifier.classify_alerts`). Optional columns carry what an alert's header knows
+(:func:`fink_t2.core.classifier.classify_alerts`). Optional columns carry what an alert's header knows
 (the value on the object's latest row is used):
 
 * ``isdiffpos`` (``t``/``f``): a negative-difference detection is dropped, as in the stream;
@@ -43,9 +43,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fink_t2.classifier import classify_alerts
-from fink_t2.cuts import STATUS_OK
-from fink_t2.sequences import BANDS, build_sequences
+from fink_t2.core.classifier import classify_alerts
+from fink_t2.core.cuts import STATUS_OK
+from fink_t2.core.sequences import BANDS, build_sequences
 
 MJD_TO_JD = 2400000.5
 REQUIRED_COLUMNS = ("objectId", "mjd", "mag")
@@ -85,8 +85,8 @@ def _numbers(table: pd.DataFrame, column: str) -> np.ndarray:
 def classify_lightcurves(table: pd.DataFrame, model=None, model_ref=None) -> pd.DataFrame:
     """One row per object: objectId, n_detections, a probability per class, class, t2_status (see module doc)."""
     if model is None:
-        from fink_t2.inference import load_model
-        from fink_t2.model_ref import ModelRef
+        from fink_t2.runtime.inference import load_model
+        from fink_t2.runtime.model_ref import ModelRef
 
         model = load_model(model_ref or ModelRef.resolve())
     names = list(model.class_names)
@@ -124,8 +124,8 @@ def classify_file(path, output, model_ref=None, device="auto") -> dict:
 
     ``device``: auto (a usable GPU when one is visible, else the CPU), cpu, or gpu (ValueError without one).
     """
-    from fink_t2 import gpu
-    from fink_t2.model_ref import ModelRef
+    from fink_t2.runtime import gpu
+    from fink_t2.runtime.model_ref import ModelRef
 
     table = read_lightcurves(path)
     model_ref = model_ref or ModelRef.resolve()

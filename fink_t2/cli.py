@@ -16,11 +16,11 @@ def _extra_main(command: str, module: str, extras: str):
         return import_module(module).main
     except ImportError as err:
         what = "the training extra" if extras == "train" else f"the {extras.replace(',', ' and ')} extras"
-        raise SystemExit(f"fink-t2 {command} needs {what}: pip install 'fink-t2[{extras}]' ({err})")
+        raise SystemExit(f"fink-t2 {command} needs {what}: pip install 'fink-t2[{extras}]' ({err})") from None
 
 
 def _replay(args) -> int:
-    from fink_t2.replay import replay
+    from fink_t2.stream.replay import replay
 
     # replay checks the input, the model and the output folder before Spark starts or anything is written
     summary = replay(
@@ -57,7 +57,7 @@ def _train(args) -> int:
 
 def _classify(args) -> int:
     from fink_t2.classify import classify_file
-    from fink_t2.model_ref import ModelRef
+    from fink_t2.runtime.model_ref import ModelRef
 
     print(json.dumps(classify_file(args.lightcurves, args.output, model_ref=ModelRef.resolve(args.model),
                                    device=args.device), indent=2))

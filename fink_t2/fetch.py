@@ -80,7 +80,7 @@ def check_archive(path: str | os.PathLike) -> int:
                         count += 1
             while stream.read(CHUNK_BYTES):  # to the end: gzip checks its length and CRC there
                 pass
-    except Exception as err:  # noqa: BLE001 - any failure means "not a usable archive"
+    except Exception as err:
         raise FetchError(f"{path} is not a readable tarball of Avro alerts ({type(err).__name__}: {err})") from err
     if count == 0:
         raise FetchError(f"{path} holds no .avro alert")

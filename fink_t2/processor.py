@@ -8,9 +8,9 @@ Use it next to any fink-science module, on a DataFrame that has the ``c*`` histo
     df = df.withColumn("t2_class", t2_class(*T2_COLUMNS))
 
 ``t2`` returns a map class → calibrated probability; every value is ``REJECTED`` (−1.0) for an alert
-rejected by the cuts (:mod:`fink_t2.cuts`, where the thresholds live). ``t2_status`` says why (``ok``
-or the first cut failed). ``t2_class`` is the class-balanced decision (:mod:`fink_t2.calibration`);
-``maxclass`` the most probable class of a map. The work itself is :func:`fink_t2.classifier.classify_columns`, the same
+rejected by the cuts (:mod:`fink_t2.core.cuts`, where the thresholds live). ``t2_status`` says why (``ok``
+or the first cut failed). ``t2_class`` is the class-balanced decision (:mod:`fink_t2.core.calibration`);
+``maxclass`` the most probable class of a map. The work itself is :func:`fink_t2.core.classifier.classify_columns`, the same
 core as ``fink-t2 classify`` and the evaluation.
 
 Examples
@@ -18,8 +18,8 @@ Examples
 On 124 real alerts of 2021-11-22 from Fink's science stage:
 
 >>> from fink_t2.alerts.binaryfile import load_alerts
->>> from fink_t2.spark import get_spark
->>> from fink_t2.samples import SAMPLE_NIGHT
+>>> from fink_t2.stream.spark import get_spark
+>>> from fink_t2.paths import SAMPLE_NIGHT
 >>> spark = get_spark()
 >>> df = load_alerts(spark, SAMPLE_NIGHT)
 >>> df = df.withColumn("t2", t2(*T2_COLUMNS)).withColumn("t2_status", t2_status(*T2_COLUMNS))
@@ -46,17 +46,17 @@ import pandas as pd
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import FloatType, MapType, StringType, StructField, StructType
 
-from fink_t2.classifier import classify_columns
-from fink_t2.cuts import REJECTED  # noqa: F401 - the value of a rejected alert, used in the doctest
-from fink_t2.gpu import model_for_task
-from fink_t2.model_ref import ModelRef
+from fink_t2.core.classifier import classify_columns
+from fink_t2.core.cuts import REJECTED  # noqa: F401 - the value of a rejected alert, used in the doctest
+from fink_t2.runtime.gpu import model_for_task
+from fink_t2.runtime.model_ref import ModelRef
 
 #: UDF input columns, in order, as they appear in a Fink DataFrame
 T2_COLUMNS = ("cjd", "cfid", "cmagpsf", "cisdiffpos", "roid", "cdsxmatch", "candidate.jdstarthist",
               "candidate.ndethist")
 #: the shipped model, resolved once here (``$FINK_T2_MODEL`` or the file in fink_t2/data)
 DEFAULT_MODEL = ModelRef.resolve()
-#: class names of the default model (the model file is the authority: see fink_t2.contract)
+#: class names of the default model (the model file is the authority: see fink_t2.core.contract)
 CLASS_NAMES = DEFAULT_MODEL.class_names
 
 T2_MAP_TYPE = MapType(StringType(), FloatType())

@@ -1,9 +1,9 @@
 """What t2 found in a replayed night: a self-contained HTML page (``fink-t2 report``).
 
 Reads the parquet written by ``fink-t2 replay`` through the file sink's
-exactly-once log (:func:`fink_t2.output.committed_files`), and shows the alerts
+exactly-once log (:func:`fink_t2.stream.output.committed_files`), and shows the alerts
 per predicted class, the top probability per class, the alerts each cut rejected,
-the run's throughput (the replay's summary, :func:`fink_t2.output.read_summary`),
+the run's throughput (the replay's summary, :func:`fink_t2.stream.output.read_summary`),
 and the g/r light curves of each class's top candidates. Figures are PNGs written
 beside the HTML and embedded in it as ``data:`` URIs: the page opens without network.
 """
@@ -23,7 +23,7 @@ import pyarrow.dataset as ds
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from fink_t2.output import SUMMARY_FILE, committed_files, last_processing_run, read_summary
+from fink_t2.stream.output import SUMMARY_FILE, committed_files, last_processing_run, read_summary
 
 COLUMNS = ["objectId", "candid", "t2", "t2_status", "t2_class", "cjd", "cfid", "cmagpsf", "csigmapsf", "cdiffmaglim"]
 BANDS = {1: ("g", "green"), 2: ("r", "red")}
@@ -116,11 +116,11 @@ def write_report(output_dir, html_path=None, top_n: int = TOP_N) -> dict:
     df = load_output(output_dir)
     html_path = Path(html_path) if html_path else output_dir / "_report" / "report.html"
     html_path.parent.mkdir(parents=True, exist_ok=True)
-    png = lambda name: html_path.with_name(f"{html_path.stem}_{name}.png")  # noqa: E731
+    png = lambda name: html_path.with_name(f"{html_path.stem}_{name}.png")
     classes = list(next((m for m in df.t2 if m), {})) or sorted(df.t2_class.dropna().unique())
     status = {k: int(v) for k, v in df.t2_status.fillna("null").value_counts().sort_index().items()}
     per_class = {c: int((df.t2_class == c).sum()) for c in classes}
-    rows = lambda counts, attr: "".join(  # noqa: E731
+    rows = lambda counts, attr: "".join(
         f'<tr data-{attr}="{html.escape(k)}"><td>{html.escape(k)}</td><td>{v}</td></tr>' for k, v in counts.items()
     )
 

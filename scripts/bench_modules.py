@@ -33,18 +33,18 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pyspark.sql import functions as F  # noqa: E402
+from pyspark.sql import functions as F
 
-from fink_t2 import inference  # noqa: E402
-from fink_t2.alerts import decode_avro_bytes, iter_alert_tables  # noqa: E402
-from fink_t2.fink_modules import FINK_MODULES  # noqa: E402
-from fink_t2.model_ref import DEFAULT_MODEL_PATH  # noqa: E402
-from fink_t2.processor import T2_COLUMNS, t2  # noqa: E402
-from fink_t2.samples import SAMPLE_NIGHT, SHARED_DATA  # noqa: E402
-from fink_t2.sequences import build_sequences  # noqa: E402
-from fink_t2.alerts.binaryfile import load_alerts  # noqa: E402
-from fink_t2.replay import with_t2  # noqa: E402
-from fink_t2.spark import get_spark  # noqa: E402
+from fink_t2.alerts import decode_avro_bytes, iter_alert_tables
+from fink_t2.alerts.binaryfile import load_alerts
+from fink_t2.core.sequences import build_sequences
+from fink_t2.fink_modules import FINK_MODULES
+from fink_t2.paths import SAMPLE_NIGHT, SHARED_DATA
+from fink_t2.processor import T2_COLUMNS, t2
+from fink_t2.runtime import inference
+from fink_t2.runtime.model_ref import DEFAULT_MODEL_PATH
+from fink_t2.stream.replay import with_t2
+from fink_t2.stream.spark import get_spark
 
 
 def timed(fn, repeats: int) -> float:
@@ -99,7 +99,7 @@ WITH_CUTS = ("t2", "t2+status", "snn_snia_vs_nonia")
 
 def cuts_passed(df, modules) -> dict:
     """Fraction of the alerts of ``df`` that pass each module's own cuts (t2's and SuperNNova's)."""
-    from fink_t2.classifier import classify_columns
+    from fink_t2.core.classifier import classify_columns
 
     rows = df.select(*T2_COLUMNS).toPandas()  # SuperNNova's cuts read a subset of them
     cols = [rows[c.split(".")[-1]] for c in T2_COLUMNS]
@@ -157,7 +157,7 @@ def inference_sweep(model_path: str, sizes, repeats: int) -> dict:
     out = {}
     for size in sizes:
         x = rng.uniform(0, 1, (max(size, 2048 if size < 2048 else size), *model.input_shape)).astype(np.float32)
-        out[str(size)] = _rate(lambda: model.predict(x, chunk_size=size), len(x), repeats)
+        out[str(size)] = _rate(lambda x=x, size=size: model.predict(x, chunk_size=size), len(x), repeats)
     return out
 
 
@@ -173,9 +173,9 @@ def worker_peak_memory_mb(df) -> float:
              cdsxmatch: pd.Series, jdstarthist: pd.Series, ndethist: pd.Series) -> pd.Series:
         import resource
 
-        from fink_t2.classifier import classify_columns
-        from fink_t2.gpu import model_for_task
+        from fink_t2.core.classifier import classify_columns
         from fink_t2.processor import DEFAULT_MODEL
+        from fink_t2.runtime.gpu import model_for_task
 
         classify_columns(cjd, cfid, cmagpsf, cisdiffpos, roid, cdsxmatch, jdstarthist, ndethist,
                          model_for_task(DEFAULT_MODEL))

@@ -28,7 +28,7 @@ from fink_t2.alerts.binaryfile import decode_file
 from fink_t2.alerts.staging import Stager
 from fink_t2.alerts.synthetic import templates, write_night
 from fink_t2.alerts.tarball import gzip_file_type
-from fink_t2.samples import REPO_ROOT, SHARED_DATA
+from fink_t2.paths import REPO_ROOT, SHARED_DATA
 
 SECTION = ("<!-- night_scale:begin (scripts/bench_night.py writes this section) -->", "<!-- night_scale:end -->")
 MASTERS = ("local[1]", "local[2]")
@@ -173,7 +173,7 @@ def projections(runs: list[dict]) -> dict:
     the two night sizes: CPU time per alert (what the replay costs, whatever else runs) and, for local[2], wall."""
     pair = sorted((r for r in runs if r["master"] == "local[2]"), key=lambda r: r["alerts"])
     small, large = pair[0], pair[-1]
-    cpu = lambda r: sum(r[f"cpu_s_{k}"] for k in ("driver", "jvm", "worker"))  # noqa: E731
+    cpu = lambda r: sum(r[f"cpu_s_{k}"] for k in ("driver", "jvm", "worker"))
     extra = max(large["alerts"] - small["alerts"], 1)
     cpu_ms = 1000 * (cpu(large) - cpu(small)) / extra if large is not small else large["cpu_ms_per_alert"]
     wall_rate = extra / (large["wall_s"] - small["wall_s"]) if large["wall_s"] > small["wall_s"] else None

@@ -2,8 +2,8 @@
 
 Needs the variants built by ``fink-t2 compress`` (``build/compress/``) and, for the
 SavedModel row, the train extra (TensorFlow). TFLite files run through the shipping runner
-:class:`fink_t2.inference.T2Model`. Alerts/s on one thread, the same real inputs for every variant
-(alert views of BTS light curves, ``(n, 31, 7)`` as :func:`fink_t2.sequences.build_sequences` makes
+:class:`fink_t2.runtime.inference.T2Model`. Alerts/s on one thread, the same real inputs for every variant
+(alert views of BTS light curves, ``(n, 31, 7)`` as :func:`fink_t2.core.sequences.build_sequences` makes
 them), median of repeats, in one run:
 
     python scripts/bench_variants.py --output docs/bench_variants.json
@@ -24,16 +24,16 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fink_t2.inference import MAX_CHUNK  # noqa: E402
-from fink_t2.samples import SHARED_DATA  # noqa: E402
+from fink_t2.paths import SHARED_DATA
+from fink_t2.runtime.inference import MAX_CHUNK
 
 VARIANTS = ("t2_float.tflite", "t2_dynamic.tflite", "t2_int8_pt_stripped.tflite")
 
 
 def litert_runner(path: str, chunk: int):
-    from fink_t2.contract import make_contract
-    from fink_t2.inference import T2Model
+    from fink_t2.core.contract import make_contract
     from fink_t2.model.datasets import CLASS_NAMES
+    from fink_t2.runtime.inference import T2Model
 
     # a compress output is a bare FlatBuffer: the contract is appended to the shipped file only
     model = T2Model(content=Path(path).read_bytes(), contract=make_contract(CLASS_NAMES), num_threads=1,
@@ -43,9 +43,9 @@ def litert_runner(path: str, chunk: int):
 
 def real_inputs(n: int) -> np.ndarray:
     """``n`` model inputs: seeded alert views of BTS light curves through the one preprocessing."""
+    from fink_t2.core.sequences import build_sequences
     from fink_t2.model.datasets import load_bts
     from fink_t2.model.views import alert_views, sample_views
-    from fink_t2.sequences import build_sequences
 
     views = sample_views(alert_views(load_bts(SHARED_DATA)), per_bucket=1, seed=0)
     seq = build_sequences(views.jd, views.fid, views.mag, None, views.jd_now, views.jdstarthist, views.ndethist,

@@ -7,7 +7,7 @@
 Needs the float model kept by ``fink-t2 train`` (build/model). Every timing is on one CPU thread
 (LiteRT ``num_threads=1``; TensorFlow intra/inter-op threads 1): load time (file → ready to run),
 single-alert latency (median of batch-1 calls) and batched throughput (alerts/s in batches of 1024).
-TFLite variants run through the shipping runner ``fink_t2.inference.T2Model`` (chunks of
+TFLite variants run through the shipping runner ``fink_t2.runtime.inference.T2Model`` (chunks of
 ``MAX_CHUNK`` alerts, as in the stream). Quality: every alert view (``fink_t2.model.views``) of the
 BTS objects the float model never trained on (its early-stopping hold-out), scored through the
 stream's cuts and preprocessing (``fink_t2.model.evaluate.score_views``), objects weighted equally:
@@ -22,32 +22,31 @@ import os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import argparse  # noqa: E402
-import gzip  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import tarfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import gzip
+import io
+import json
+import sys
+import tarfile
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
-
-from fink_t2.model import compress as C  # noqa: E402
-from fink_t2.contract import make_contract  # noqa: E402
-from fink_t2.inference import MAX_CHUNK, T2Model  # noqa: E402
-from fink_t2.model.architecture import keras  # noqa: E402
-from fink_t2.model.datasets import CLASS_NAMES, load_table  # noqa: E402
-from fink_t2.model.evaluate import bucket_metrics, class_prior, classification_metrics, score_views  # noqa: E402
-from fink_t2.model.train import Recipe, split_train_val, view_inputs  # noqa: E402
-from fink_t2.model.views import Views, alert_views, bucket_names  # noqa: E402
-from fink_t2.sequences import CHANNELS, SEQUENCE_LENGTH  # noqa: E402
+from fink_t2.core.contract import make_contract
+from fink_t2.core.sequences import CHANNELS, SEQUENCE_LENGTH
+from fink_t2.model import compress as C
+from fink_t2.model.architecture import keras
+from fink_t2.model.datasets import CLASS_NAMES, load_table
+from fink_t2.model.evaluate import bucket_metrics, class_prior, classification_metrics, score_views
+from fink_t2.model.train import Recipe, split_train_val, view_inputs
+from fink_t2.model.views import Views, alert_views, bucket_names
+from fink_t2.runtime.inference import MAX_CHUNK, T2Model
 
 BATCH = 1024
 
@@ -98,7 +97,7 @@ def load_variant(path: Path, kind: str, calibration: dict | None):
     contract = make_contract(CLASS_NAMES, calibration=calibration)
     if kind == "tflite":
         model = T2Model(content=path.read_bytes(), contract=contract, num_threads=1)
-        model.runtime = f"fink_t2.inference.T2Model ({model.interpreter_name}), 1 thread, chunks of {MAX_CHUNK}"
+        model.runtime = f"fink_t2.runtime.inference.T2Model ({model.interpreter_name}), 1 thread, chunks of {MAX_CHUNK}"
     else:
         model = FloatModel(path, kind, contract)
     model.predict(np.zeros((1, SEQUENCE_LENGTH, len(CHANNELS)), np.float32))
@@ -194,7 +193,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
               "attention become many small int8 ops with requantization); they are chosen for size, not speed. "
               "Batched throughput of every TFLite variant is well above a ZTF night's alert rate.",
               "* Every variant is scored with the calibration `fink-t2 train` fitted for the float model and put in the "
-              "contract (fink_t2.calibration); the tfmot variants are fine-tuned again afterwards with class weights "
+              "contract (fink_t2.core.calibration); the tfmot variants are fine-tuned again afterwards with class weights "
               "and not recalibrated, which is part of their log-loss difference.",
               f"* Shipped model: `{meta.get('shipped_variant')}` — see fink_t2/data/t2_metrics.json.", ""]
     row = next((r for r in rows if r["variant"] == meta.get("shipped_variant") and "error" not in r), None)

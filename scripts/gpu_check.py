@@ -3,7 +3,7 @@
     python scripts/gpu_check.py --out gpu_check.json [--quick] [--bts PATH] [--pipeline-alerts 100000]
 
 Sections: packages; ``nvidia-smi``; the Vulkan loader and ICD files; LiteRT's GPU probe with its whole
-native log; every GPU route of :mod:`fink_t2.gpu` and the one ``auto`` chooses; agreement of each usable
+native log; every GPU route of :mod:`fink_t2.runtime.gpu` and the one ``auto`` chooses; agreement of each usable
 backend with the CPU interpreter on real alerts (the sample night, the BTS alert views); alerts/s of the
 model alone at batch sizes 1 to 65,536 on one CPU core and on each usable GPU backend; the whole
 non-Spark pipeline (decode, cuts, sequences, model) on the sample night replicated to
@@ -31,13 +31,13 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fink_t2 import gpu  # noqa: E402
-from fink_t2.alerts import iter_alert_tables  # noqa: E402
-from fink_t2.classifier import classify_columns  # noqa: E402
-from fink_t2.gpu_litert import litert_gpu_model, vulkan_loader_present  # noqa: E402
-from fink_t2.inference import T2Model, load_model  # noqa: E402
-from fink_t2.model_ref import ModelRef  # noqa: E402
-from fink_t2.samples import SAMPLE_NIGHT, SHARED_DATA  # noqa: E402
+from fink_t2.alerts import iter_alert_tables
+from fink_t2.core.classifier import classify_columns
+from fink_t2.paths import SAMPLE_NIGHT, SHARED_DATA
+from fink_t2.runtime import gpu
+from fink_t2.runtime.gpu_litert import litert_gpu_model, vulkan_loader_present
+from fink_t2.runtime.inference import T2Model, load_model
+from fink_t2.runtime.model_ref import ModelRef
 
 BATCHES = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536)
 PACKAGES = ("numpy", "pandas", "pyarrow", "ai-edge-litert", "onnx", "onnxruntime", "onnxruntime-gpu", "torch",
@@ -111,8 +111,8 @@ def real_sequences(bts_path: str | None, ref) -> dict:
     classify_columns(df.cjd, df.cfid, df.cmagpsf, df.cisdiffpos, df.roid, df.cdsxmatch, df.jdstarthist, df.ndethist, rec)
     out = {"sample_night": np.concatenate(rec.inputs) if rec.inputs else np.zeros((0, 31, 7), np.float32)}
     if bts_path and os.path.isfile(bts_path):
+        from fink_t2.core.sequences import build_sequences
         from fink_t2.model.views import alert_views
-        from fink_t2.sequences import build_sequences
 
         t = pd.read_csv(bts_path)
         t = t[np.isfinite(t["mag"]) & t["band"].isin(["g", "r"])]
@@ -142,7 +142,7 @@ def reference_kernels_vs_xnnpack(ref, x) -> dict:
     that two correct CPU implementations of this quantized model already show."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from fink_t2.contract import strip_contract
+    from fink_t2.core.contract import strip_contract
 
     it = Interpreter(model_content=strip_contract(ref.path),
                      experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
@@ -173,7 +173,7 @@ def _rate(model, x, budget_s: float) -> float:
 
 def model_alone(models: dict, batches, budget_s: float) -> dict:
     rng = np.random.default_rng(0)
-    from fink_t2.gpu_onnx import probe_batch
+    from fink_t2.runtime.gpu_onnx import probe_batch
 
     pool = probe_batch(max(batches))
     table = {}
@@ -242,7 +242,7 @@ def main(argv=None) -> dict:
     def section(name, run):  # one failing part is recorded, the others still run
         try:
             report[name] = run()
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             report[name] = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()[-3000:]}
         save()
         return report[name]
@@ -269,7 +269,7 @@ def main(argv=None) -> dict:
     def run_agreement():
         comparisons = dict(usable)
         if "torch-cuda" not in usable:  # the same ONNX route on the CPU, where torch is installed
-            from fink_t2.gpu_onnx import T2TorchModel
+            from fink_t2.runtime.gpu_onnx import T2TorchModel
 
             comparisons["torch-cpu"] = T2TorchModel(ref, "cpu")
         result = agreement(comparisons, data, one_core)

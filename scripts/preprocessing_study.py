@@ -11,10 +11,10 @@ evaluated on the same 31 daily nodes, peak-scaled: it replaces the two flux chan
 ``build_sequences`` (nearest-node binning + linear interpolation); the other channels (observed masks,
 age, ``ndethist``, brightness) are the production ones, so only the interpolation differs.
 
-Production (``fink_t2.sequences.build_sequences``): one vectorised numpy pass for the whole batch.
+Production (``fink_t2.core.sequences.build_sequences``): one vectorised numpy pass for the whole batch.
 
 1. Speed of the preprocessing alone, in one process (BLAS threads 1, CPU time): real ZTF alerts
-   of ``fink_t2.samples.SAMPLE_NIGHT`` replicated to a large batch, and BTS alert views.
+   of ``fink_t2.paths.SAMPLE_NIGHT`` replicated to a large batch, and BTS alert views.
 2. Quality: grouped, stratified K-fold cross-validation (``fink_t2.model.datasets.cv_folds``) on a
    seeded subsample of BTS objects, the same t2 network and training views (the recipe's
    ``views_per_bucket`` per object and age bucket) under each preprocessing, same seed, epochs and
@@ -31,23 +31,29 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fink_t2.alerts import iter_alert_tables  # noqa: E402
-from fink_t2.model.datasets import CLASS_NAMES, cv_folds, load_bts, object_table  # noqa: E402
-from fink_t2.samples import SAMPLE_NIGHT, SHARED_DATA  # noqa: E402
-from fink_t2.sequences import (GRID_STEP_DAYS, SEQUENCE_LENGTH, VALID_MAG_RANGE, WINDOW_DAYS,  # noqa: E402
-                               build_sequences, mag_to_flux_ujy)
+from fink_t2.alerts import iter_alert_tables
+from fink_t2.core.sequences import (
+    GRID_STEP_DAYS,
+    SEQUENCE_LENGTH,
+    VALID_MAG_RANGE,
+    WINDOW_DAYS,
+    build_sequences,
+    mag_to_flux_ujy,
+)
+from fink_t2.model.datasets import CLASS_NAMES, cv_folds, load_bts, object_table
+from fink_t2.paths import SAMPLE_NIGHT, SHARED_DATA
 
 WAVELENGTH = {1: 4804.79, 2: 6436.92}  # Å, ZTF g and r
 
@@ -96,7 +102,7 @@ def bts_with_errors(data_dir) -> pd.DataFrame:
     bts = load_bts(data_dir)
     lc = pd.read_csv(Path(data_dir) / "ztf_bts" / "lightcurves.csv.gz")
     lc = lc[lc["band"].isin(["g", "r"])]
-    key = lambda o, mjd, band: pd.MultiIndex.from_arrays([o, np.round(mjd, 6), band])  # noqa: E731
+    key = lambda o, mjd, band: pd.MultiIndex.from_arrays([o, np.round(mjd, 6), band])
     err = pd.Series(lc["magerr"].to_numpy(), index=key(lc["objectId"].astype(str), lc["mjd"].to_numpy() - 0, lc["band"]))
     err = err[~err.index.duplicated()]
     band = np.where(bts["fid"].to_numpy() == 1, "g", "r")
@@ -164,8 +170,8 @@ def speed(n_alerts: int, n_gp: int, bts: pd.DataFrame) -> dict:
 
 def quality(bts: pd.DataFrame, n_objects: int, n_folds: int, epochs: int, seed: int) -> dict:
     """Per age bucket, mean over folds of macro-F1 and log-loss (and the prior's) for each preprocessing."""
+    from fink_t2.core.classifier import Classification
     from fink_t2.model.architecture import build_model, keras
-    from fink_t2.classifier import Classification
     from fink_t2.model.evaluate import bucket_metrics, class_prior
     from fink_t2.model.train import Recipe, class_weights, set_seeds
     from fink_t2.model.views import sample_views
@@ -232,7 +238,7 @@ def main(argv=None) -> dict:
 def markdown(result: dict) -> str:
     s, q = result["speed"], result["quality"]
     night, lcs = s["sample_night_alerts"], s["bts_alert_views"]
-    ratio = lambda r: r["production_alerts_per_s_per_core"] / r["gp_alerts_per_s_per_core"]  # noqa: E731
+    ratio = lambda r: r["production_alerts_per_s_per_core"] / r["gp_alerts_per_s_per_core"]
     buckets = list(q["production"])
     lines = [
         "# Preprocessing: a 2-D GP vs production `build_sequences` on the alert's 30-day window", "",

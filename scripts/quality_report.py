@@ -10,7 +10,7 @@ training code and scored as its dynamic-range TFLite file by the shipping runner
 of its held-out objects (the 30-day history and header an alert carries at each detection epoch),
 through the stream's cuts and preprocessing; per alert-age bucket, objects weighted equally; mean ±
 std over folds. Targets (issue #15) are checked on the fold means. The throughput line is a micro
-benchmark of :func:`fink_t2.classifier.classify_columns` on the shipped file (real alerts of the
+benchmark of :func:`fink_t2.core.classifier.classify_columns` on the shipped file (real alerts of the
 sample night, replicated), one thread.
 """
 
@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fink_t2.model_ref import DEFAULT_MODEL_PATH  # noqa: E402
+from fink_t2.runtime.model_ref import DEFAULT_MODEL_PATH
 
 METRICS_PATH = Path(DEFAULT_MODEL_PATH).parent / "t2_metrics.json"
 EXPERIMENTS = ROOT / "docs" / "quality_experiments.json"
@@ -41,7 +41,7 @@ NEGATIVE_DIFFERENCE = (
     "epoch for the cuts): t2 is trained on BTS photometry of brightening transients, where no negative point "
     "occurs, so feeding one as flux would show the network an input it never saw; Fink's SN modules likewise keep "
     "positive differences only. The count of dropped points is kept (`Sequences.n_negative`). See "
-    "`fink_t2/sequences.py` (`NEGATIVE_DIFFERENCE`) and its tests on real alerts that carry them.")
+    "`fink_t2/core/sequences.py` (`NEGATIVE_DIFFERENCE`) and its tests on real alerts that carry them.")
 
 
 def targets(cv: dict, model_bytes: int, alerts_per_s: float | None) -> dict:
@@ -79,9 +79,9 @@ def throughput(model_path, copies: int = 400) -> dict:
     import pandas as pd
 
     from fink_t2.alerts import iter_alert_tables
-    from fink_t2.classifier import classify_columns
-    from fink_t2.inference import T2Model
-    from fink_t2.samples import SAMPLE_NIGHT
+    from fink_t2.core.classifier import classify_columns
+    from fink_t2.paths import SAMPLE_NIGHT
+    from fink_t2.runtime.inference import T2Model
 
     df = pd.concat([t.to_pandas() for t in iter_alert_tables(SAMPLE_NIGHT)], ignore_index=True)
     df = pd.concat([all_pass(df)] * copies, ignore_index=True)
@@ -108,7 +108,7 @@ def plot(cv: dict, path: Path) -> None:
 
     names = list(cv["buckets"])
     x = np.arange(len(names))
-    get = lambda metric, key: np.array([cv["buckets"][b][metric][key] for b in names])  # noqa: E731
+    get = lambda metric, key: np.array([cv["buckets"][b][metric][key] for b in names])
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
     a1.errorbar(x, get("macro_f1", "mean"), yerr=get("macro_f1", "std"), marker="o", capsize=3, label="t2 (CV mean ± std)")
     a1.step(np.r_[x - 0.5, x[-1] + 0.5], np.r_[[MACRO_F1_TARGETS[b] for b in names], MACRO_F1_TARGETS[names[-1]]],
@@ -145,9 +145,9 @@ def markdown(report: dict) -> str:
     names = list(cv["buckets"])
     rows = cv["buckets"]
     head = "| alert age (d) | " + " | ".join(names) + " |\n|---|" + "---:|" * len(names)
-    line = lambda label, cell: f"| {label} | " + " | ".join(cell(rows[b]) for b in names) + " |"  # noqa: E731
+    line = lambda label, cell: f"| {label} | " + " | ".join(cell(rows[b]) for b in names) + " |"
     f1_class = [line(f"F1 {c}", lambda r, c=c: _pm(r["f1"][c], 2) if c in r["f1"] else "–") for c in CLASSES]
-    mark = lambda key: "met" if tg[key]["met"] else f"**missed by {tg[key]['miss']:.3f}**"  # noqa: E731
+    mark = lambda key: "met" if tg[key]["met"] else f"**missed by {tg[key]['miss']:.3f}**"
     recipe = report["recipe"]
     lines = [
         "# t2 quality as the stream sees it", "",
@@ -155,7 +155,7 @@ def markdown(report: dict) -> str:
         f"(the shipped model was made by `{report['model_command']}`).", "",
         f"**Evaluation.** {cv['folds']}-fold grouped, stratified cross-validation over all {cv['objects']} labelled "
         "ZTF BTS objects (seed " + str(cv["seed"]) + "). Each fold's model is trained by the shipping training code on "
-        "the other folds and scored as its dynamic-range TFLite file by the shipping runner (`fink_t2.inference.T2Model`) "
+        "the other folds and scored as its dynamic-range TFLite file by the shipping runner (`fink_t2.runtime.inference.T2Model`) "
         "on every *alert view* of its held-out objects: at each detection epoch from the second on, the g/r detections "
         "of the previous 30 days plus the header an alert carries (age since first detection, `ndethist`), through the "
         "stream's cuts and preprocessing. Per alert-age bucket, every object weighs the same; mean ± std over folds. "
@@ -213,7 +213,7 @@ PROBABILITIES_AND_DECISION = (
     "`class` of `fink-t2 classify`), and macro-F1 and accuracy above are its scores. Read as probabilities, the "
     "same output overstates the rare classes, most for young alerts, and loses to the class prior; so the model "
     "file's contract carries a calibration, fitted on the training run's validation views (a temperature plus "
-    "class offsets linear in the alert's age and `ndethist`: `fink_t2/calibration.py`), which turns the output "
+    "class offsets linear in the alert's age and `ndethist`: `fink_t2/core/calibration.py`), which turns the output "
     "into the probabilities of the `t2` map without changing the decision. The log-loss above is that of the `t2` "
     "map. `maxclass` of a map (its most probable class) favours SN Ia for young alerts; a user looking for rare "
     "classes should read `t2_class`, or threshold the probabilities. A decision pushed further toward the rare "
@@ -224,7 +224,7 @@ PROBABILITIES_AND_DECISION = (
 INPUTS = (
     "Brightness and colour are inputs, not normalised away: g and r are scaled by one common peak flux, so their "
     "ratio (the colour) is kept, and the peak brightness itself is a channel (`log_peak_flux`), beside the "
-    "observed/unobserved mask of each band, the alert's age and its `ndethist` (`fink_t2/sequences.py`, "
+    "observed/unobserved mask of each band, the alert's age and its `ndethist` (`fink_t2/core/sequences.py`, "
     "`CHANNELS`). Every experiment above and the shipped model use these inputs; no ablation without them was "
     "cross-validated.")
 

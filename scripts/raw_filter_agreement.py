@@ -1,9 +1,9 @@
 """How far the raw-alert filter's stand-in for Fink's cross-match agrees with Fink's real ``cdsxmatch``.
 
 Every science-stage parquet (a parquet dataset with a ``cdsxmatch`` column) under ``data/`` and the shared
-data (``$FINK_T2_DATA``) is read; each alert is judged by :func:`fink_t2.raw_filter.raw_status` as if it
+data (``$FINK_T2_DATA``) is read; each alert is judged by :func:`fink_t2.core.raw_filter.raw_status` as if it
 were raw, and compared with Fink's verdict: *Galactic* when its ``cdsxmatch`` is not compatible with an
-extragalactic host (t2's ``galactic_xmatch`` cut, :data:`fink_t2.cuts.EXTRAGALACTIC_XMATCH`), else
+extragalactic host (t2's ``galactic_xmatch`` cut, :data:`fink_t2.core.cuts.EXTRAGALACTIC_XMATCH`), else
 *extragalactic-compatible*. Writes ``docs/raw_filter.md`` and ``docs/raw_filter.json``;
 ``--check`` only compares them with what this run computes (exit 1 if they differ: regenerate them).
 
@@ -22,10 +22,10 @@ import pyarrow.parquet as pq
 
 from fink_t2.alerts import read_fink_parquet
 from fink_t2.alerts.parquet import parquet_files
-from fink_t2.cuts import EXTRAGALACTIC_XMATCH, RAW_STATUSES
-from fink_t2 import raw_filter
-from fink_t2.raw_filter import FIELDS, raw_status, rules
-from fink_t2.samples import REPO_ROOT, SHARED_DATA
+from fink_t2.core import raw_filter
+from fink_t2.core.cuts import EXTRAGALACTIC_XMATCH, RAW_STATUSES
+from fink_t2.core.raw_filter import FIELDS, raw_status, rules
+from fink_t2.paths import REPO_ROOT, SHARED_DATA
 
 DOCS = REPO_ROOT / "docs"
 THRESHOLDS = ("MAX_NBAD", "MIN_RB", "EXCLUDED_FID", "MIN_DRB", "PS1_MAX_DISTANCE_ARCSEC", "PS1_MIN_SGSCORE",
@@ -94,7 +94,7 @@ def markdown(result: dict) -> str:
         "# Raw alerts: the stand-in for Fink's cross-match, against Fink's real `cdsxmatch`",
         "",
         "Written by `python scripts/raw_filter_agreement.py` (checked by `tests/test_raw_filter.py`); the filter is",
-        "`fink_t2/raw_filter.py`. Each alert of every science-stage parquet in `data/` and the shared data is judged",
+        "`fink_t2/core/raw_filter.py`. Each alert of every science-stage parquet in `data/` and the shared data is judged",
         "as if it were raw; *Galactic* means Fink's `cdsxmatch` is not compatible with an extragalactic host (t2's",
         "`galactic_xmatch` cut), *extragalactic-compatible* the others (`Unknown`, galaxies, AGN hosts, SN, `Fail`).",
         "",

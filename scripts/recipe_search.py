@@ -35,13 +35,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from fink_t2.model.datasets import CLASS_NAMES, load_table  # noqa: E402
-from fink_t2.model.evaluate import crossval  # noqa: E402
-from fink_t2.model.train import Recipe, recipe_arguments, recipe_from  # noqa: E402
-from fink_t2.calibration import CALIBRATION_CHANNELS  # noqa: E402
-from fink_t2.model.views import age_bucket  # noqa: E402
+from fink_t2.core.calibration import CALIBRATION_CHANNELS
+from fink_t2.model.datasets import CLASS_NAMES, load_table
+from fink_t2.model.evaluate import crossval
+from fink_t2.model.train import Recipe, recipe_arguments, recipe_from
+from fink_t2.model.views import age_bucket
 
 LOG = ROOT / "docs" / "quality_experiments.json"
 SUMMARY = ("macro_f1", "log_loss", "prior_log_loss", "accuracy")
@@ -93,12 +93,12 @@ def posthoc(name: str, mode: str, data_dir: str, decision: str = "raw") -> dict:
     """Re-score experiment ``name``'s folds with a calibration (``fink_t2.model.calibration``) fitted on their
     validation views; the decisions stay the argmax of each fold's raw output, as in the shipped model, or with
     ``decision="balanced"`` that argmax shifted by β·(−log class frequency), β fitted on the validation views."""
-    from fink_t2.calibration import calibrated_probabilities
-    from fink_t2.classifier import Classification
+    from fink_t2.core.calibration import calibrated_probabilities
+    from fink_t2.core.classifier import Classification
+    from fink_t2.core.sequences import CHANNELS
     from fink_t2.model.calibration import fit_calibration
     from fink_t2.model.datasets import cv_folds, load_bts, object_table
     from fink_t2.model.evaluate import bucket_metrics, class_prior, summarize_folds
-    from fink_t2.sequences import CHANNELS
 
     out = Path("build/exp") / name
     cv = json.loads((out / "cv.json").read_text())
@@ -142,7 +142,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name")
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--data-dir", default=None, help="default: $FINK_T2_DATA, else ../shared/data")
     parser.add_argument("--note", default="", help="why this experiment (kept in the log)")
     parser.add_argument("--posthoc", choices=("temperature", "age"), default=None,
                         help="re-score the saved folds of NAME under this calibration (no training)")

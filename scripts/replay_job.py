@@ -6,7 +6,7 @@
 The arguments are those of ``fink-t2 replay``. The session is created first from spark-submit's
 settings (``--master``, ``--conf``, ``--files``) and its master is handed to the replay, which would
 otherwise build a ``local[*]`` session of its own. Executors that cannot read the driver's model path
-load the copy shipped with ``--files`` (same file name; see ``fink_t2.inference.resolve_model_path``).
+load the copy shipped with ``--files`` (same file name; see ``fink_t2.runtime.inference.resolve_model_path``).
 """
 
 import sys

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import fastavro
 
-from fink_t2.samples import SHARED_DATA
+from fink_t2.paths import SHARED_DATA
 
 AVRO_NIGHT = Path(SHARED_DATA) / "ztf_alerts" / "night_20200101_avro"
 #: a real container file of 11 alerts in 6 blocks (2, 2, 2, 2, 2, 1 alerts)

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import fastavro
 import pytest
-
-from fink_t2.samples import SAMPLE_NIGHT, SHARED_DATA
-
 from alert_files import AVRO_NIGHT, as_avro_record, schema_4x, to_avro, writer_schema
 from replay_helpers import split_output
+
+from fink_t2.paths import SAMPLE_NIGHT, SHARED_DATA
 
 ALERTS = Path(SHARED_DATA) / "ztf_alerts"
 
@@ -30,7 +29,7 @@ def sample_night() -> str:
 
 @pytest.fixture(scope="session")
 def spark():
-    from fink_t2.spark import get_spark
+    from fink_t2.stream.spark import get_spark
 
     session = get_spark("local[2]", app_name="fink-t2-tests")
     yield session
@@ -40,12 +39,12 @@ def spark():
 @pytest.fixture(scope="session")
 def classified_records() -> list[dict]:
     """Real alerts that pass the cuts once read from Avro (no Fink roid/cdsxmatch columns): t2's own cuts and
-    the raw-alert filter the replay applies to them (fink_t2.raw_filter)."""
+    the raw-alert filter the replay applies to them (fink_t2.core.raw_filter)."""
     from fink_t2.alerts import iter_alerts, records_to_table
-    from fink_t2.classifier import classify_columns
-    from fink_t2.cuts import STATUS_OK
+    from fink_t2.core.classifier import classify_columns
+    from fink_t2.core.cuts import STATUS_OK
+    from fink_t2.core.raw_filter import raw_status
     from fink_t2.processor import T2_COLUMNS
-    from fink_t2.raw_filter import raw_status
 
     records = [{k: v for k, v in r.items() if k not in ("roid", "cdsxmatch")} for r in iter_alerts(SAMPLE_NIGHT)]
     table = records_to_table(records).to_pandas()
@@ -84,7 +83,7 @@ def mixed_night(tmp_path_factory, classified_records) -> dict:
 
 @pytest.fixture(scope="session")
 def mixed_replay(spark, mixed_night, tmp_path_factory) -> dict:
-    from fink_t2.replay import replay
+    from fink_t2.stream.replay import replay
 
     out = tmp_path_factory.mktemp("mixed_out") / "out"
     summary = replay(str(mixed_night["path"]), str(out))

@@ -4,12 +4,11 @@ a damaged Avro block into one row beside the alerts of the good blocks (docs/rel
 from __future__ import annotations
 
 import pyarrow.compute as pc
+from alert_files import AVRO_NIGHT, CONTAINER, container_blocks, damage_block
 
 from fink_t2.alerts import read_avro, read_fink_parquet, records_to_table
 from fink_t2.alerts.binaryfile import DECODED_SCHEMA, decode_file, empty_files
-from fink_t2.raw_filter import raw_status
-
-from alert_files import AVRO_NIGHT, CONTAINER, container_blocks, damage_block
+from fink_t2.core.raw_filter import raw_status
 
 
 def test_decode_file_turns_bad_bytes_into_one_row_with_the_error():

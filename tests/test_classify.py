@@ -7,14 +7,14 @@ import pandas as pd
 import pytest
 
 from fink_t2.alerts import iter_alert_tables
-from fink_t2.calibration import calibrated_probabilities, now_features
 from fink_t2.classify import MJD_TO_JD, classify_lightcurves, read_lightcurves
 from fink_t2.cli import main
-from fink_t2.inference import load_model
-from fink_t2.model_ref import ModelRef
+from fink_t2.core.calibration import calibrated_probabilities, now_features
+from fink_t2.core.sequences import build_sequences
+from fink_t2.paths import SHARED_DATA
 from fink_t2.processor import T2_COLUMNS, t2_result_udf
-from fink_t2.samples import SHARED_DATA
-from fink_t2.sequences import build_sequences
+from fink_t2.runtime.inference import load_model
+from fink_t2.runtime.model_ref import ModelRef
 
 BTS = Path(SHARED_DATA) / "ztf_bts" / "lightcurves.csv.gz"
 assert BTS.is_file(), f"BTS light curves not found at {BTS}: set FINK_T2_DATA"  # fail, never skip

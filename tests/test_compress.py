@@ -2,18 +2,17 @@
 
 import numpy as np
 import pytest
+import tensorflow_model_optimization  # noqa: F401 - train extra: a missing install must fail, not skip
+import tf_keras  # noqa: F401 - train extra: a missing install must fail, not skip
 
-import tensorflow_model_optimization  # noqa: F401  (train extra: a missing install must fail, not skip)
-import tf_keras  # noqa: F401
-
-from fink_t2.contract import attach_contract, make_contract  # noqa: E402
-from fink_t2.gpu_litert import T2GpuModel  # noqa: E402
-from fink_t2.inference import T2Model  # noqa: E402
-from fink_t2.model.architecture import build_model  # noqa: E402
-from fink_t2.model.compress import canonical_copy  # noqa: E402
-from fink_t2.model.datasets import CLASS_NAMES  # noqa: E402
-from fink_t2.model.export import strip_flatbuffer, tflite_bytes  # noqa: E402
-from fink_t2.sequences import CHANNELS, SEQUENCE_LENGTH  # noqa: E402
+from fink_t2.core.contract import attach_contract, make_contract
+from fink_t2.core.sequences import CHANNELS, SEQUENCE_LENGTH
+from fink_t2.model.architecture import build_model
+from fink_t2.model.compress import canonical_copy
+from fink_t2.model.datasets import CLASS_NAMES
+from fink_t2.model.export import strip_flatbuffer, tflite_bytes
+from fink_t2.runtime.gpu_litert import T2GpuModel
+from fink_t2.runtime.inference import T2Model
 
 SHAPE = (SEQUENCE_LENGTH, len(CHANNELS))
 

@@ -10,11 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+from replay_helpers import group_alive
 
 from fink_t2.alerts import iter_alerts
-from fink_t2.samples import SHARED_DATA
-
-from replay_helpers import group_alive
+from fink_t2.paths import SHARED_DATA
 
 pytestmark = pytest.mark.slow
 

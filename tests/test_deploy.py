@@ -19,13 +19,12 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 
-from fink_t2 import gpu
-from fink_t2.contract import read_contract
-from fink_t2 import gpu_litert
-from fink_t2.gpu_litert import T2GpuModel
-from fink_t2.inference import load_model
-from fink_t2.model_ref import DEFAULT_MODEL_PATH, ModelRef
-from fink_t2.samples import REPO_ROOT, SAMPLE_NIGHT
+from fink_t2.core.contract import read_contract
+from fink_t2.paths import REPO_ROOT, SAMPLE_NIGHT
+from fink_t2.runtime import gpu, gpu_litert
+from fink_t2.runtime.gpu_litert import T2GpuModel
+from fink_t2.runtime.inference import load_model
+from fink_t2.runtime.model_ref import DEFAULT_MODEL_PATH, ModelRef
 
 SAMPLE_ALERTS = 124
 DOCKERFILES = ("Dockerfile", "Dockerfile.gpu")
@@ -183,7 +182,7 @@ def test_gpu_probe_reports_why_and_keeps_litert_logs_off_stderr(monkeypatch, cap
 
 
 def test_task_with_a_gpu_falls_back_once_per_worker(monkeypatch, caplog, tmp_path):
-    from fink_t2.contract import attach_contract, strip_contract
+    from fink_t2.core.contract import attach_contract, strip_contract
 
     own = tmp_path / "t2.tflite"  # a file of its own, so that no other test has cached it
     own.write_bytes(attach_contract(strip_contract(DEFAULT_MODEL_PATH), {**read_contract(DEFAULT_MODEL_PATH),
@@ -192,7 +191,7 @@ def test_task_with_a_gpu_falls_back_once_per_worker(monkeypatch, caplog, tmp_pat
     monkeypatch.setattr(gpu, "GPU_FALLBACK", {})
     monkeypatch.setattr(gpu, "try_gpu_model", lambda ref, address: (None, "no adapter (test)"))
     monkeypatch.setattr(gpu, "task_gpu_addresses", lambda: ("3",))
-    with caplog.at_level(logging.WARNING, logger="fink_t2.gpu"):
+    with caplog.at_level(logging.WARNING, logger="fink_t2.runtime.gpu"):
         models = [gpu.model_for_task(ref) for _ in range(3)]
     assert all(m is models[0] and m.backend == "cpu" for m in models)
     lines = [r.getMessage() for r in caplog.records if FALLBACK_LINE.search(r.getMessage())]
@@ -236,8 +235,8 @@ spark = builder.getOrCreate()
 
 @pandas_udf("string")
 def backend(ids: pd.Series) -> pd.Series:
-    from fink_t2.gpu import backend_report
-    from fink_t2.model_ref import ModelRef
+    from fink_t2.runtime.gpu import backend_report
+    from fink_t2.runtime.model_ref import ModelRef
     return pd.Series([json.dumps(backend_report(ModelRef.resolve()))] * len(ids))
 
 reports = [json.loads(r.b) for r in spark.range(0, 64, numPartitions=4).select(backend("id").alias("b")).collect()]
@@ -289,7 +288,7 @@ def test_local_cluster_gpu_task_sees_its_address_and_falls_back_to_cpu(tmp_path,
 
     # the science module under GPU scheduling scores the sample night as the CPU path does in process
     from fink_t2.alerts.binaryfile import load_alerts
-    from fink_t2.classifier import classify_columns
+    from fink_t2.core.classifier import classify_columns
     from fink_t2.processor import DEFAULT_MODEL, T2_COLUMNS
 
     local = load_alerts(spark, SAMPLE_NIGHT).select("candid", *T2_COLUMNS).toPandas()

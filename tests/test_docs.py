@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from fink_t2.contract import read_contract
-from fink_t2.inference import MAX_CHUNK
-from fink_t2.model_ref import DEFAULT_MODEL_PATH
-from fink_t2.samples import REPO_ROOT
+from fink_t2.core.contract import read_contract
+from fink_t2.paths import REPO_ROOT
+from fink_t2.runtime.inference import MAX_CHUNK
+from fink_t2.runtime.model_ref import DEFAULT_MODEL_PATH
 
 MODEL = Path(DEFAULT_MODEL_PATH)
 METRICS = json.loads((MODEL.parent / "t2_metrics.json").read_text())

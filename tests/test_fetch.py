@@ -13,7 +13,7 @@ import pytest
 
 from fink_t2.cli import main
 from fink_t2.fetch import FetchError, archive_url, check_archive, fetch_night
-from fink_t2.samples import SHARED_DATA
+from fink_t2.paths import SHARED_DATA
 
 NIGHT = "20200101"
 NAME = f"ztf_public_{NIGHT}.tar.gz"

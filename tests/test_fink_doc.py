@@ -14,8 +14,8 @@ import re
 import pytest
 from pyspark.sql import types as T
 
-from fink_t2.replay import with_t2
-from fink_t2.samples import REPO_ROOT, SAMPLE_NIGHT
+from fink_t2.paths import REPO_ROOT, SAMPLE_NIGHT
+from fink_t2.stream.replay import with_t2
 
 DOC = REPO_ROOT / "docs" / "fink.md"
 MARKER = "<!-- the code block below is run by tests/test_fink_doc.py"
@@ -47,7 +47,7 @@ def test_the_documented_lines_classify_real_alerts_like_the_replay(spark, fink_s
     block = documented_block()
     assert "T2_COLUMNS" in block and 'withColumn("t2"' in block
     scope = {"df": fink_science_df, "_LOG": logging.getLogger("fink_broker.ztf.science")}
-    exec(compile(block, str(DOC), "exec"), scope)  # noqa: S102 - the documented code, run as written
+    exec(compile(block, str(DOC), "exec"), scope)
     out = scope["df"]
     types = {f.name: f.dataType for f in out.schema.fields}
     assert types["t2"] == T.MapType(T.StringType(), T.FloatType())

@@ -11,9 +11,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from fink_t2.fink_modules import FINK_MODULES, add_fink_modules
 from fink_t2.alerts.binaryfile import load_alerts
-from fink_t2.replay import with_t2
+from fink_t2.fink_modules import FINK_MODULES, add_fink_modules
+from fink_t2.stream.replay import with_t2
 
 BESIDE = ["nalerthist", "roid"]
 

@@ -10,16 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fink_t2 import gpu
 from fink_t2.alerts import iter_alert_tables
-from fink_t2.calibration import calibrated_probabilities, now_features
-from fink_t2.classifier import classify_columns
 from fink_t2.cli import main
-from fink_t2.contract import ModelContractError, attach_contract, read_contract, strip_contract
-from fink_t2.gpu_onnx import T2OnnxRuntimeModel, onnx_file_for, onnx_path_for, probe_batch
-from fink_t2.inference import load_model
-from fink_t2.model_ref import DEFAULT_MODEL_PATH, ModelRef
-from fink_t2.samples import SAMPLE_NIGHT, SHARED_DATA
+from fink_t2.core.calibration import calibrated_probabilities, now_features
+from fink_t2.core.classifier import classify_columns
+from fink_t2.core.contract import ModelContractError, attach_contract, read_contract, strip_contract
+from fink_t2.paths import SAMPLE_NIGHT, SHARED_DATA
+from fink_t2.runtime import gpu
+from fink_t2.runtime.gpu_onnx import T2OnnxRuntimeModel, onnx_file_for, onnx_path_for, probe_batch
+from fink_t2.runtime.inference import load_model
+from fink_t2.runtime.model_ref import DEFAULT_MODEL_PATH, ModelRef
 
 BTS = Path(SHARED_DATA) / "ztf_bts" / "lightcurves.csv.gz"
 
@@ -31,7 +31,7 @@ def ort_cpu(ref):
 
 def torch_cpu(ref):
     pytest.importorskip("torch")
-    from fink_t2.gpu_onnx import T2TorchModel
+    from fink_t2.runtime.gpu_onnx import T2TorchModel
 
     return T2TorchModel(ref, "cpu")
 
@@ -39,8 +39,8 @@ def torch_cpu(ref):
 @pytest.fixture(scope="module")
 def real_inputs():
     """Model inputs of real alerts: the sample night's alerts that pass the cuts, and BTS alert views."""
+    from fink_t2.core.sequences import build_sequences
     from fink_t2.model.views import alert_views
-    from fink_t2.sequences import build_sequences
 
     seen = []
 
@@ -267,12 +267,12 @@ def test_torch_graph_refuses_operators_it_does_not_know():
     pytest.importorskip("torch")
     from onnx import TensorProto, helper
 
-    from fink_t2.onnx_torch import TorchGraph
+    from fink_t2.runtime.onnx_torch import TorchGraph
 
     graph = helper.make_graph([helper.make_node("Erf", ["x"], ["y"])], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    with pytest.raises(ValueError, match="not supported by fink_t2.onnx_torch: Erf"):
+    with pytest.raises(ValueError, match="not supported by fink_t2.runtime.onnx_torch: Erf"):
         TorchGraph(helper.make_model(graph))
 
 
@@ -306,7 +306,7 @@ def test_replay_device_gpu_without_a_gpu_fails_before_spark_starts(no_gpu, tmp_p
 
 @pytest.mark.slow
 def test_replay_summary_says_which_backend_the_workers_ran(spark, tmp_path):
-    from fink_t2.replay import replay
+    from fink_t2.stream.replay import replay
 
     summary = replay(SAMPLE_NIGHT, str(tmp_path / "out"), device="cpu")  # the same on any machine
     assert summary["device"] == "cpu" and summary["backends"] and set(summary["backends"]) == {"cpu"}

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from fink_t2.contract import ModelContractError, attach_contract, read_contract, strip_contract
-from fink_t2.inference import MAX_CHUNK, T2Model, load_model, loaded_models
-from fink_t2.model_ref import DEFAULT_MODEL_PATH, ModelRef
-from fink_t2.sequences import CHANNELS, PREPROCESSING_VERSION, SEQUENCE_LENGTH
+from fink_t2.core.contract import ModelContractError, attach_contract, read_contract, strip_contract
+from fink_t2.core.sequences import CHANNELS, PREPROCESSING_VERSION, SEQUENCE_LENGTH
+from fink_t2.runtime.inference import MAX_CHUNK, T2Model, load_model, loaded_models
+from fink_t2.runtime.model_ref import DEFAULT_MODEL_PATH, ModelRef
 
 
 def test_shipped_model_carries_its_contract():

@@ -7,20 +7,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import tf_keras  # noqa: F401 - train extra: a missing install must fail, not skip
 
-import tf_keras  # noqa: F401  (train extra: a missing install must fail, not skip)
-
-from fink_t2.calibration import CALIBRATION_CHANNELS  # noqa: E402
-from fink_t2.contract import read_contract  # noqa: E402
-from fink_t2.inference import T2Model  # noqa: E402
-from fink_t2.model.architecture import build_model, keras  # noqa: E402
-from fink_t2.model.datasets import (CLASS_NAMES, cv_folds, load_bts, load_snpcc, load_table,  # noqa: E402
-                                    object_table, type_to_class, validation_ids)
-from fink_t2.model.evaluate import guard_metrics  # noqa: E402
-from fink_t2.model.calibration import fit_calibration  # noqa: E402
-from fink_t2.model.train import Recipe, train_and_export, view_inputs  # noqa: E402
-from fink_t2.model.views import AGE_BUCKETS, alert_views, sample_views  # noqa: E402
-from fink_t2.sequences import CHANNELS, SEQUENCE_LENGTH, WINDOW_DAYS, build_sequences  # noqa: E402
+from fink_t2.core.calibration import CALIBRATION_CHANNELS
+from fink_t2.core.contract import read_contract
+from fink_t2.core.sequences import CHANNELS, SEQUENCE_LENGTH, WINDOW_DAYS, build_sequences
+from fink_t2.model.architecture import build_model, keras
+from fink_t2.model.calibration import fit_calibration
+from fink_t2.model.datasets import (
+    CLASS_NAMES,
+    cv_folds,
+    load_bts,
+    load_snpcc,
+    load_table,
+    object_table,
+    type_to_class,
+    validation_ids,
+)
+from fink_t2.model.evaluate import guard_metrics
+from fink_t2.model.train import Recipe, train_and_export, view_inputs
+from fink_t2.model.views import AGE_BUCKETS, alert_views, sample_views
+from fink_t2.runtime.inference import T2Model
 
 DATA_DIR = Path(os.environ.get("FINK_T2_DATA", Path(__file__).parents[1] / "../shared/data"))
 assert (DATA_DIR / "ztf_bts").is_dir(), f"no BTS data in {DATA_DIR}: set FINK_T2_DATA"  # fail, never skip
@@ -45,9 +52,9 @@ def test_architecture_size_and_softmax():
 
 @pytest.mark.parametrize("mode", ["temperature", "age"])
 def test_calibration_is_fitted_then_carried_by_the_contract_and_keeps_the_decision(mode, tmp_path):
-    from fink_t2.calibration import calibrated_probabilities, now_features
-    from fink_t2.classifier import classify_alerts
-    from fink_t2.contract import attach_contract, make_contract
+    from fink_t2.core.calibration import calibrated_probabilities, now_features
+    from fink_t2.core.classifier import classify_alerts
+    from fink_t2.core.contract import attach_contract, make_contract
     from fink_t2.model.export import tflite_bytes
 
     rng = np.random.default_rng(0)
@@ -89,8 +96,8 @@ def test_calibration_is_fitted_then_carried_by_the_contract_and_keeps_the_decisi
 
 
 def test_a_contract_with_a_broken_calibration_is_refused(tmp_path):
-    from fink_t2.contract import ModelContractError, attach_contract, make_contract, strip_contract
-    from fink_t2.model_ref import DEFAULT_MODEL_PATH
+    from fink_t2.core.contract import ModelContractError, attach_contract, make_contract, strip_contract
+    from fink_t2.runtime.model_ref import DEFAULT_MODEL_PATH
 
     bad = {"temperature": -1.0, "class_offsets": [0.0] * 4, "channel_offsets": {c: [0.0] * 4 for c in CALIBRATION_CHANNELS}}
     for calibration in (bad, {**bad, "temperature": 1.0, "class_offsets": [0.0] * 3}, {"temperature": 1.0}):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from replay_helpers import assert_refused, replay_cli, snapshot
 
-from fink_t2.model_ref import DEFAULT_MODEL_PATH
-from fink_t2.output import (
+from fink_t2.paths import SAMPLE_NIGHT
+from fink_t2.runtime.model_ref import DEFAULT_MODEL_PATH
+from fink_t2.stream.output import (
     RUN_MARKER,
     SINK_LOG,
     SUMMARY_FILE,
@@ -18,9 +20,6 @@ from fink_t2.output import (
     read_summary,
     write_summary,
 )
-from fink_t2.samples import SAMPLE_NIGHT
-
-from replay_helpers import assert_refused, replay_cli, snapshot
 
 
 @pytest.mark.slow
@@ -73,7 +72,7 @@ def test_committed_files_follow_deletes_and_a_moved_folder(tmp_path):
     (out / SINK_LOG).mkdir(parents=True)
     for name in ("a.parquet", "b.parquet"):
         (out / name).write_bytes(b"")
-    entry = lambda name, action="add": json.dumps({"path": f"file://{old}/{name}", "action": action})  # noqa: E731
+    entry = lambda name, action="add": json.dumps({"path": f"file://{old}/{name}", "action": action})
     (out / SINK_LOG / "0").write_text("v1\n" + entry("a.parquet") + "\n" + entry("b.parquet"))
     (out / SINK_LOG / "1").write_text("v1\n" + entry("a.parquet", "delete"))
     assert committed_files(out) == [str(out / "b.parquet")]  # logged in old/, found in out/
@@ -90,7 +89,7 @@ def test_keep_aside_copies_each_unreadable_file_once(tmp_path, monkeypatch):
         night.mkdir()
         (night / "empty.avro").write_bytes(b"")
     (tmp_path / "n1" / "big.avro").write_bytes(b"x" * 20)
-    monkeypatch.setattr("fink_t2.output.MAX_KEPT_BYTES", 10)
+    monkeypatch.setattr("fink_t2.stream.output.MAX_KEPT_BYTES", 10)
     sources = [str(n / "empty.avro") for n in nights] + [str(tmp_path / "n1" / "big.avro"), "hdfs://nn/night/x.avro"]
     entries = keep_aside(None, str(out), sources)  # no sink log yet: no Spark needed
     by_source = {e["source"]: e for e in entries}
@@ -99,7 +98,7 @@ def test_keep_aside_copies_each_unreadable_file_once(tmp_path, monkeypatch):
     assert by_source[sources[3]]["kept_as"] is None and "not a readable local file" in by_source[sources[3]]["note"]
     folder = out / UNREADABLE_DIR
     assert json.loads((folder / "index.json").read_text()) == sorted(entries, key=lambda e: e["source"])
-    copies = lambda: {k: v for k, v in snapshot(folder).items() if k != "index.json"}  # noqa: E731
+    copies = lambda: {k: v for k, v in snapshot(folder).items() if k != "index.json"}
     before, index = copies(), (folder / "index.json").read_text()
     assert keep_aside(None, str(out), sources) == entries  # a rerun: listed again, not copied twice
     assert copies() == before and (folder / "index.json").read_text() == index

@@ -1,4 +1,4 @@
-"""setup.py tells the truth: every run-time import is declared; its lower bounds are Fink's production pins
+"""pyproject.toml tells the truth: every run-time import is declared; its lower bounds are Fink's production pins
 (constraints/fink-production.txt), which CI installs in one venv, and the newest releases allowed install in
 another; in each, the installed pyspark's own pandas/pyarrow/numpy minimums hold, and in the Fink one
 installing fink-t2 moved no pin."""
@@ -8,35 +8,33 @@ import os
 import re
 import sys
 from importlib.metadata import distributions, metadata, packages_distributions, requires
-from pathlib import Path
 
+import pytest
+import tomllib
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-import pytest
-
-from fink_t2.samples import REPO_ROOT
+from fink_t2.paths import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "fink_t2"
 #: needs the "train" extra (TensorFlow), imported only by fink-t2 train / compress
 TRAIN_ONLY = PACKAGE / "model"
 #: imports that are alternatives, not requirements: module → the only file allowed to import it
 ALTERNATIVES = {
-    "tensorflow": "fink_t2/inference.py",  # tf.lite where ai-edge-litert does not install
+    "tensorflow": "fink_t2/runtime/inference.py",  # tf.lite where ai-edge-litert does not install
 }
-#: extras whose imports live only in these files, which fink_t2.gpu loads on demand (docs/gpu.md)
-EXTRA_FILES = {"gpu": {"fink_t2/gpu_onnx.py", "fink_t2/onnx_torch.py"}}
+#: extras whose imports live only in these files, which fink_t2.runtime.gpu loads on demand (docs/gpu.md)
+EXTRA_FILES = {"gpu": {"fink_t2/runtime/gpu_onnx.py", "fink_t2/runtime/onnx_torch.py"}}
 #: Fink's production pins, which CI's third venv is built from
 CONSTRAINTS = REPO_ROOT / "constraints" / "fink-production.txt"
 #: set by .ci/run in the venv built from CONSTRAINTS
 STACK_ENV = "FINK_T2_STACK"
 
 
-def _setup_keywords() -> dict:
-    call = next(node for node in ast.walk(ast.parse((REPO_ROOT / "setup.py").read_text()))
-                if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setup")
-    return {k.arg: k.value for k in call.keywords}
+def _project() -> dict:
+    """The ``[project]`` table of pyproject.toml."""
+    return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
 
 
 def _name(distribution: str) -> str:
@@ -44,14 +42,12 @@ def _name(distribution: str) -> str:
 
 
 def install_requires() -> dict[str, Requirement]:
-    requirements = (Requirement(ast.literal_eval(e)) for e in _setup_keywords()["install_requires"].elts)
+    requirements = (Requirement(r) for r in _project()["dependencies"])
     return {_name(r.name): r for r in requirements}
 
 
 def extra_requires(extra: str) -> set[str]:
-    return {_name(Requirement(ast.literal_eval(e)).name)
-            for k, v in zip(_setup_keywords()["extras_require"].keys, _setup_keywords()["extras_require"].values)
-            if ast.literal_eval(k) == extra for e in v.elts}
+    return {_name(Requirement(r).name) for r in _project()["optional-dependencies"][extra]}
 
 
 def runtime_imports() -> dict[str, set[str]]:
@@ -88,7 +84,7 @@ def test_every_runtime_import_is_declared():
             extras = [x for x, allowed in EXTRA_FILES.items() if files <= allowed and owners & extra_requires(x)]
             if not extras:
                 missing[module] = sorted(files)
-    assert not missing, f"imported by fink_t2 but not in setup.py install_requires: {missing}"
+    assert not missing, f"imported by fink_t2 but not in pyproject.toml install_requires: {missing}"
 
 
 def constraints() -> dict[str, Version]:
@@ -109,7 +105,7 @@ def _lowest(specifier: SpecifierSet) -> Version:
 
 
 def test_python_requires_holds_for_the_installed_pyspark():
-    ours = SpecifierSet(ast.literal_eval(_setup_keywords()["python_requires"]))
+    ours = SpecifierSet(_project()["requires-python"])
     running = Version(".".join(map(str, sys.version_info[:2])))
     assert running in ours
     pyspark = metadata("pyspark")
@@ -120,13 +116,13 @@ def test_python_requires_holds_for_the_installed_pyspark():
 
 
 def test_lower_bounds_are_finks_production_pins():
-    """setup.py claims no older release than the Fink stack that CI installs from the constraints, and allows it."""
+    """pyproject.toml claims no older release than the Fink stack that CI installs from the constraints, and allows it."""
     declared, pins = install_requires(), constraints()
     for name in ("pyspark", "pandas", "numpy", "pyarrow", "fastavro"):
-        assert declared[name].specifier.contains(pins[name]), f"setup.py {declared[name]} refuses Fink's {name}=={pins[name]}"
+        assert declared[name].specifier.contains(pins[name]), f"pyproject.toml {declared[name]} refuses Fink's {name}=={pins[name]}"
         lowest = _lowest(declared[name].specifier).release  # e.g. pandas>=1.5 for the pin 1.5.3: a prefix of it
         assert pins[name].release[: len(lowest)] == lowest, (
-            f"setup.py allows {name} from {'.'.join(map(str, lowest))}: CI proves {pins[name]} (constraints/{CONSTRAINTS.name})")
+            f"pyproject.toml allows {name} from {'.'.join(map(str, lowest))}: CI proves {pins[name]} (constraints/{CONSTRAINTS.name})")
 
 
 def test_each_pyspark_brings_its_own_pandas_and_pyarrow_minimums():
@@ -139,7 +135,7 @@ def test_each_pyspark_brings_its_own_pandas_and_pyarrow_minimums():
     for name in ("pandas", "pyarrow", "numpy"):
         installed = metadata(name)["Version"]
         assert sql_extra[name].specifier.contains(installed), f"{name} {installed}: pyspark's sql extra needs {sql_extra[name]}"
-        assert declared[name].specifier.contains(installed), f"{name} {installed}: setup.py says {declared[name]}"
+        assert declared[name].specifier.contains(installed), f"{name} {installed}: pyproject.toml says {declared[name]}"
 
 
 def test_litert_is_installed_where_setup_py_promises_it():

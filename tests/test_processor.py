@@ -8,8 +8,9 @@ from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import LongType
 
 from fink_t2.alerts import iter_alert_tables
-from fink_t2.classifier import classify_columns
-from fink_t2.cuts import (
+from fink_t2.alerts.binaryfile import load_alerts
+from fink_t2.core.classifier import classify_columns
+from fink_t2.core.cuts import (
     ASTEROID_ROID,
     REJECTED,
     STATUS_ASTEROID,
@@ -19,9 +20,8 @@ from fink_t2.cuts import (
     STATUS_OK,
     STATUS_TOO_OLD,
 )
-from fink_t2.alerts.binaryfile import load_alerts
-from fink_t2.inference import load_model
 from fink_t2.processor import DEFAULT_MODEL, T2_COLUMNS, maxclass, t2, t2_status
+from fink_t2.runtime.inference import load_model
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_model_loads_once_per_worker_across_many_arrow_batches(spark, sample_nig
                              ndethist: pd.Series) -> pd.Series:
         import os
 
-        from fink_t2.inference import loaded_models
+        from fink_t2.runtime.inference import loaded_models
 
         classify_columns(cjd, cfid, cmagpsf, cisdiffpos, roid, cdsxmatch, jdstarthist, ndethist,
                          load_model(DEFAULT_MODEL))

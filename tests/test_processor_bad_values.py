@@ -17,8 +17,8 @@ from pyspark.sql.types import FloatType, MapType, StringType, StructField, Struc
 
 from fink_t2.alerts import iter_alert_tables, iter_alerts, records_to_table
 from fink_t2.alerts.binaryfile import load_alerts
-from fink_t2.classifier import classify_columns
-from fink_t2.cuts import (
+from fink_t2.core.classifier import classify_columns
+from fink_t2.core.cuts import (
     ASTEROID_ROID,
     EXTRAGALACTIC_XMATCH,
     MAX_AGE_DAYS,
@@ -31,11 +31,11 @@ from fink_t2.cuts import (
     STATUS_OK,
     STATUS_TOO_OLD,
 )
-from fink_t2.inference import load_model
+from fink_t2.core.sequences import build_sequences
+from fink_t2.paths import SAMPLE_NIGHT
 from fink_t2.processor import DEFAULT_MODEL, maxclass, t2, t2_status
-from fink_t2.replay import with_t2
-from fink_t2.samples import SAMPLE_NIGHT
-from fink_t2.sequences import build_sequences
+from fink_t2.runtime.inference import load_model
+from fink_t2.stream.replay import with_t2
 
 STATUSES = {STATUS_OK, STATUS_FEW_DETECTIONS, STATUS_ASTEROID, STATUS_GALACTIC, STATUS_TOO_OLD, STATUS_MALFORMED}
 COLUMNS = ("cjd", "cfid", "cmagpsf", "cisdiffpos", "roid", "cdsxmatch", "jdstarthist", "ndethist")

@@ -9,11 +9,12 @@ import sys
 import numpy as np
 import pyarrow as pa
 import pytest
+from alert_files import AVRO_NIGHT
 
 from fink_t2.alerts import read_fink_parquet
 from fink_t2.alerts.binaryfile import decode_file
-from fink_t2.cuts import RAW_STATUSES
-from fink_t2.raw_filter import (
+from fink_t2.core.cuts import RAW_STATUSES
+from fink_t2.core.raw_filter import (
     FIELDS,
     GAIA_MAX_DISTANCE_ARCSEC,
     GAIA_MAX_MAG,
@@ -23,9 +24,7 @@ from fink_t2.raw_filter import (
     PS1_MIN_SGSCORE,
     raw_status,
 )
-from fink_t2.samples import REPO_ROOT, SAMPLE_NIGHT
-
-from alert_files import AVRO_NIGHT
+from fink_t2.paths import REPO_ROOT, SAMPLE_NIGHT
 
 #: an alert that passes every rule
 CLEAN = {"nbad": 0, "rb": 0.9, "fid": 1, "drb": 0.99, "sgscore1": 0.02, "distpsnr1": 0.4, "neargaia": 12.0,

@@ -3,27 +3,26 @@ and a night with zero alerts included; the model is checked before Spark starts 
 
 import json
 import subprocess
-from collections import Counter
 import sys
 import tarfile
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from fink_t2.alerts import read_avro, records_to_table
-from fink_t2.classifier import classify_columns
-from fink_t2.contract import attach_contract, read_contract, strip_contract
-from fink_t2.cuts import REJECTED, STATUS_OK
-from fink_t2.inference import load_model
-from fink_t2.model_ref import DEFAULT_MODEL_PATH
-from fink_t2.output import RUN_MARKER, UNREADABLE_DIR
-from fink_t2.processor import DEFAULT_MODEL, T2_COLUMNS
-from fink_t2.replay import replay
-from fink_t2.samples import SAMPLE_NIGHT
-
 from alert_files import AVRO_NIGHT, CONTAINER, container_blocks, damage_block, write_tarball
 from replay_helpers import assert_refused, replay_cli, snapshot, split_output
+
+from fink_t2.alerts import read_avro, records_to_table
+from fink_t2.core.classifier import classify_columns
+from fink_t2.core.contract import attach_contract, read_contract, strip_contract
+from fink_t2.core.cuts import REJECTED, STATUS_OK
+from fink_t2.paths import SAMPLE_NIGHT
+from fink_t2.processor import DEFAULT_MODEL, T2_COLUMNS
+from fink_t2.runtime.inference import load_model
+from fink_t2.runtime.model_ref import DEFAULT_MODEL_PATH
+from fink_t2.stream.output import RUN_MARKER, UNREADABLE_DIR
+from fink_t2.stream.replay import replay
 
 
 def _output(spark, path):
@@ -70,11 +69,11 @@ def test_replay_nightly_tarball(spark, shared_data, tmp_path):
             tar.add(path, arcname=path.name)
     summary = replay(str(tarball), str(tmp_path / "out"))
     assert summary["alerts_in_output"] == _output(spark, tmp_path / "out").candid.nunique() == 50
-    # raw alerts: Fink's raw -> science step first (fink_t2.raw_filter: most of these first detections fail Fink's
+    # raw alerts: Fink's raw -> science step first (fink_t2.core.raw_filter: most of these first detections fail Fink's
     # quality cuts), then t2's own cuts: first detections only (history = upper limits), so every alert left is
     # rejected, those first seen more than 90 days ago by the age cut, the others by the >= 2 detections cut
     from fink_t2.alerts import iter_alerts
-    from fink_t2.raw_filter import FIELDS, raw_status
+    from fink_t2.core.raw_filter import FIELDS, raw_status
 
     candidates = [a["candidate"] for a in iter_alerts(str(tarball))]
     raw = raw_status({name: [c.get(name) for c in candidates] for name in FIELDS})

@@ -9,9 +9,9 @@ from urllib.parse import urlparse
 import pytest
 
 from fink_t2.cli import main
-from fink_t2.output import SUMMARY_FILE, committed_files
-from fink_t2.replay import replay
 from fink_t2.report import load_output, write_report
+from fink_t2.stream.output import SUMMARY_FILE, committed_files
+from fink_t2.stream.replay import replay
 
 pytestmark = pytest.mark.slow
 

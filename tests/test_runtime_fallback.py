@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from fink_t2.contract import attach_contract, read_contract, strip_contract
-from fink_t2.cuts import STATUS_OK
-from fink_t2.inference import T2Model
-from fink_t2.model_ref import DEFAULT_MODEL_PATH
-from fink_t2.samples import REPO_ROOT
 from tflite_compat import PER_TENSOR_FC_VERSION, fc_versions, real_alert_probabilities
+
+from fink_t2.core.contract import attach_contract, read_contract, strip_contract
+from fink_t2.core.cuts import STATUS_OK
+from fink_t2.paths import REPO_ROOT
+from fink_t2.runtime.inference import T2Model
+from fink_t2.runtime.model_ref import DEFAULT_MODEL_PATH
 
 #: largest |tf.lite − LiteRT| probability accepted: the two runtimes run the dynamic-range dense layers with
 #: different kernels (seen here on real alerts: 1.5e-4 at most with TensorFlow 2.15, less with 2.21)
@@ -37,7 +37,7 @@ if {block_tensorflow}:
     sys.modules["tensorflow"] = None
 sys.path[:0] = [{repo!r}, {tests!r}]
 import numpy as np
-from fink_t2.inference import T2Model
+from fink_t2.runtime.inference import T2Model
 from tflite_compat import real_alert_probabilities
 results = {{}}
 for name, path in {paths!r}.items():

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fink_t2.alerts import iter_alert_tables
-from fink_t2.sequences import CHANNELS, SEQUENCE_LENGTH, WINDOW_DAYS, build_sequences, flatten_ragged
+from fink_t2.core.sequences import CHANNELS, SEQUENCE_LENGTH, WINDOW_DAYS, build_sequences, flatten_ragged
 
 G, R, OBS_G, OBS_R, AGE, NDET, PEAK = range(len(CHANNELS))
 

@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fink_t2.contract import read_contract
-from fink_t2.inference import T2Model
+from fink_t2.core.contract import read_contract
 from fink_t2.model.datasets import load_bts  # the evaluation needs the train extra, which CI installs
 from fink_t2.model.evaluate import guard_metrics
-from fink_t2.model_ref import DEFAULT_MODEL_PATH
-from fink_t2.samples import SHARED_DATA
+from fink_t2.paths import SHARED_DATA
+from fink_t2.runtime.inference import T2Model
+from fink_t2.runtime.model_ref import DEFAULT_MODEL_PATH
 
 METRICS = json.loads((Path(DEFAULT_MODEL_PATH).parent / "t2_metrics.json").read_text())
 

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from fink_t2.samples import SAMPLE_NIGHT
-from fink_t2.spark import worker_python
+from fink_t2.paths import SAMPLE_NIGHT
+from fink_t2.stream.spark import worker_python
 
 
 def test_worker_python_is_this_interpreter_unless_the_user_chose_one(monkeypatch):
@@ -51,11 +51,11 @@ def test_cli_run_by_full_path_without_its_venv_on_path(tmp_path):
 
 def test_replay_session_settings(spark):
     """On an existing session the replay's SQL settings apply; a local replay's own JVM gets the C1-only option."""
-    from fink_t2.spark import LOCAL_JAVA_OPTIONS, REPLAY_SQL_CONF, replay_session
+    from fink_t2.stream.spark import LOCAL_JAVA_OPTIONS, REPLAY_SQL_CONF, replay_session
 
     session = replay_session("local[2]")
     assert session is spark and all(spark.conf.get(k) == v for k, v in REPLAY_SQL_CONF.items())
-    code = ("from fink_t2.spark import replay_session; s = replay_session('local[1]'); "
+    code = ("from fink_t2.stream.spark import replay_session; s = replay_session('local[1]'); "
             "print(list(s._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments()))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env={k: v for k, v in os.environ.items() if k != "FINK_T2_JAVA_OPTIONS"})

@@ -14,17 +14,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from alert_files import AVRO_NIGHT, write_tarball
+from replay_helpers import split_output
 
 from fink_t2.alerts import read_tarball
 from fink_t2.alerts import staging as staging_module
 from fink_t2.alerts.binaryfile import decode_file
 from fink_t2.alerts.staging import DONE_MARKER, PROGRESS_FILE, Stager, StagingStopped, stage_tarball
 from fink_t2.alerts.tarball import open_archive
-from fink_t2.output import UNREADABLE_DIR
-from fink_t2.replay import replay
-
-from alert_files import AVRO_NIGHT, write_tarball
-from replay_helpers import split_output
+from fink_t2.stream.output import UNREADABLE_DIR
+from fink_t2.stream.replay import replay
 
 
 def _members(path: Path) -> list[tuple[str, bytes]]:
@@ -128,7 +127,7 @@ def damaged_tarball(tmp_path_factory) -> dict:
     errors = []
     readable = [a["candid"] for a in read_tarball(path, on_error=lambda name, data, err: errors.append((name, data)))]
     assert 0 < len(readable) < 12 and [e[0] for e in errors] == ["20200101/corrupt.avro", None]
-    with pytest.raises(Exception):  # without on_error a damaged archive still raises, as before
+    with pytest.raises(Exception):  # noqa: B017 - without on_error a damaged archive still raises, as before
         list(read_tarball(path))
     return {"path": path, "readable": readable}
 

@@ -12,16 +12,15 @@ import time
 from pathlib import Path
 
 import pytest
+from alert_files import AVRO_NIGHT
+from paced_staging import pace
+from replay_helpers import group_alive
 
 from fink_t2.alerts import read_tarball
 from fink_t2.alerts import staging as staging_module
 from fink_t2.alerts.staging import DONE_MARKER, PROGRESS_FILE
 from fink_t2.alerts.synthetic import templates, write_night
-from fink_t2.replay import replay
-
-from alert_files import AVRO_NIGHT
-from paced_staging import pace
-from replay_helpers import group_alive
+from fink_t2.stream.replay import replay
 
 pytestmark = pytest.mark.slow
 

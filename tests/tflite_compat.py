@@ -9,10 +9,9 @@ fink_t2/model/export.py).
 from __future__ import annotations
 
 import numpy as np
-
 import pandas as pd
 
-from fink_t2.contract import attach_contract, read_contract, strip_contract
+from fink_t2.core.contract import strip_contract
 
 #: the FULLY_CONNECTED version TensorFlow 2.21's converter writes for per-tensor dynamic-range weights
 PER_TENSOR_FC_VERSION = 9
@@ -41,9 +40,9 @@ def real_alert_probabilities(model, n_objects: int = 200) -> tuple[np.ndarray, n
     from pathlib import Path
 
     from fink_t2.alerts import iter_alert_tables
-    from fink_t2.classifier import classify_columns
     from fink_t2.classify import classify_lightcurves
-    from fink_t2.samples import SAMPLE_NIGHT, SHARED_DATA
+    from fink_t2.core.classifier import classify_columns
+    from fink_t2.paths import SAMPLE_NIGHT, SHARED_DATA
 
     alerts = pd.concat([t.to_pandas() for t in iter_alert_tables(SAMPLE_NIGHT)], ignore_index=True)
     night, night_status = classify_columns(alerts.cjd, alerts.cfid, alerts.cmagpsf, alerts.cisdiffpos, alerts.roid,

@@ -151,7 +151,7 @@ def _read_blocks(data, on_damage: Optional[OnDamage], project: Optional[Projecti
             stop = len(data) if marker < 0 else marker + SYNC_SIZE
         try:
             records = _decode_block(layout, sync, data[position:stop])
-        except Exception as err:  # noqa: BLE001 - one damaged block must not lose the others
+        except Exception as err:
             if on_damage is None:
                 raise
             # a damaged marker merges a block with the next one: resume where the block itself says it ends

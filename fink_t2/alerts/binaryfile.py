@@ -4,7 +4,7 @@ Each Avro or parquet file, or chunk of a staged nightly archive (:mod:`fink_t2.a
 arrives as bytes and is decoded by fastavro/pyarrow in ``mapInArrow`` (in the stream's tasks)
 into Fink's layout (``objectId``, ``candid``, a ``candidate`` struct, the ``c*`` history arrays,
 ``roid``, ``cdsxmatch``), plus ``source_file``, ``ingest_error`` and ``raw_filter`` (the status
-:mod:`fink_t2.raw_filter` gives a raw alert, null for a science-stage one or one that passes). The
+:mod:`fink_t2.core.raw_filter` gives a raw alert, null for a science-stage one or one that passes). The
 format of each file is told by :func:`fink_t2.alerts.sources.file_format`, the rule
 :func:`~fink_t2.alerts.detect_format` uses.
 
@@ -14,8 +14,8 @@ blocks keeps the alerts of its good blocks and adds one such row for the damage.
 a staged chunk that cannot be decoded is kept aside by the task, in the chunk's folder under
 ``_unreadable/``, and its row names that copy.
 
->>> from fink_t2.samples import SAMPLE_NIGHT
->>> from fink_t2.spark import get_spark
+>>> from fink_t2.paths import SAMPLE_NIGHT
+>>> from fink_t2.stream.spark import get_spark
 >>> load_alerts(get_spark(), SAMPLE_NIGHT).count()
 124
 """
@@ -39,8 +39,8 @@ from fink_t2.alerts.avro import decode_avro_bytes
 from fink_t2.alerts.parquet import read_fink_parquet
 from fink_t2.alerts.sources import FOLDER_GLOBS, detect_format, file_format
 from fink_t2.alerts.table import ALERT_SCHEMA, SCALAR_FIELDS, records_to_table, table_reader_schema
-from fink_t2.output import local_path
-from fink_t2.raw_filter import raw_status
+from fink_t2.core.raw_filter import raw_status
+from fink_t2.stream.output import local_path
 
 _LOG = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def _member_chunk(path: str, content) -> pa.Table:
         damage = []
         try:
             alerts = decode_avro_bytes(data, on_damage=damage.append, project=table_reader_schema)
-        except Exception as err:  # noqa: BLE001 - one bad member must not lose the others
+        except Exception as err:
             where = keep_member(path, member, data)
             errors.append(error_rows([where], [f"{type(err).__name__}: {err} (member {member} of {path})"]))
             _LOG.error("fink-t2: cannot decode member %s of %s: %s", member, path, err)
@@ -158,7 +158,7 @@ def decode_file(path: str, content) -> pa.Table:
         else:
             raise ValueError(f"not an alert file (format {kind!r}: expected Avro or parquet)")
         table = _alerts(records, [path] * len(records))
-    except Exception as err:  # noqa: BLE001 - a bad file must not kill the stream
+    except Exception as err:
         _LOG.error("fink-t2: cannot decode %s: %s", path, err)
         return error_rows([path], [f"{type(err).__name__}: {err}"])
     if damage:  # the good blocks' alerts are kept; one row stands for the damaged ones

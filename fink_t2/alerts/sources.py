@@ -33,6 +33,7 @@ from fink_t2.alerts.avro import read_avro
 from fink_t2.alerts.parquet import parquet_files, read_fink_parquet
 from fink_t2.alerts.table import AlertTableBuilder
 from fink_t2.alerts.tarball import read_tarball
+from fink_t2.paths import shared_data_dir
 
 FORMATS = ("avro_dir", "avro_file", "tarball", "parquet")
 #: the files of a folder source that belong to it, by format (the Spark source lists them with these patterns);
@@ -44,11 +45,8 @@ _PARQUET_MAGIC = b"PAR1"
 
 
 def sample_data_dir() -> Path:
-    """Directory of the shared sample data: ``$FINK_T2_DATA``, else ``<repo>/../shared/data``."""
-    env = os.environ.get("FINK_T2_DATA")
-    if env:
-        return Path(env)
-    return (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
+    """Directory of the shared sample data (:func:`fink_t2.paths.shared_data_dir`)."""
+    return shared_data_dir()
 
 
 def _avro_files(directory: Path) -> list[Path]:

@@ -193,7 +193,7 @@ class Stager:
                                 raise StagingStopped(f"staging of {self.path} stopped after {state.members} members")
             except StagingStopped:
                 raise
-            except Exception as err:  # noqa: BLE001 - truncated or corrupt archive: keep what was read
+            except Exception as err:
                 damage = f"{type(err).__name__}: {err} (archive damaged after {seen} alerts; those are kept)"
             state.bytes_read = raw.tell()
         if chunk:

@@ -71,7 +71,7 @@ SCALAR_FIELDS = (
     ("sigmagnr", pa.float64()),
     ("distnr", pa.float64()),
     ("diffmaglim", pa.float64()),
-    # the stand-in for Fink's cross-match on raw alerts (fink_t2.raw_filter): nearest Gaia source, its G magnitude
+    # the stand-in for Fink's cross-match on raw alerts (fink_t2.core.raw_filter): nearest Gaia source, its G magnitude
     ("neargaia", pa.float64()),
     ("maggaia", pa.float64()),
 )

@@ -108,13 +108,13 @@ def read_tarball(path: Union[str, os.PathLike, BinaryIO], on_error: Optional[OnE
                 data = content.read()
                 try:
                     alerts = decode_avro_bytes(data)
-                except Exception as err:  # noqa: BLE001 - one bad member must not lose the others
+                except Exception as err:
                     if on_error is None:
                         raise
                     on_error(member.name, data, err)
                     continue
                 yield from alerts
-    except Exception as err:  # noqa: BLE001 - truncated or corrupt archive: keep what was read
+    except Exception as err:
         if on_error is None:
             raise
         on_error(None, None, err)

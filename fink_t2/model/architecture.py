@@ -1,7 +1,7 @@
 """The t2 network (Allam, Peloton & McEwen 2023, arXiv:2303.08951), in tf-keras.
 
 ``(batch, 31, 7)`` (an alert's 30-day view: g/r flux, observed masks, age, ``ndethist``,
-brightness; see :mod:`fink_t2.sequences`) → Conv1D(32, kernel 1) embedding + sinusoidal
+brightness; see :mod:`fink_t2.core.sequences`) → Conv1D(32, kernel 1) embedding + sinusoidal
 positional encoding → one transformer encoder block (4-head self-attention, feed-forward 128,
 dropout 0.1, post-LayerNorm) → global average pooling, concatenated with the channels of the
 alert's own epoch (the last node: what the alert header knows) → softmax. ~13k parameters.
@@ -15,15 +15,11 @@ alert's own epoch (the last node: what the alert header knows) → softmax. ~13k
 
 from __future__ import annotations
 
-import os
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"  # tf-keras (Keras 2), the one tfmot and the TFLite converter support
-
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
-
-from fink_t2.sequences import CHANNELS, SEQUENCE_LENGTH  # noqa: E402
+from fink_t2.core.sequences import CHANNELS, SEQUENCE_LENGTH
 
 
 @keras.utils.register_keras_serializable(package="fink_t2")

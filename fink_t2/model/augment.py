@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fink_t2.sequences import ZERO_POINT_UJY, mag_to_flux_ujy
+from fink_t2.core.sequences import ZERO_POINT_UJY, mag_to_flux_ujy
 
 #: ZTF g and r effective wavelengths (Å)
 WAVELENGTH = {1: 4804.79, 2: 6436.92}

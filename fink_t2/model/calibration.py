@@ -1,4 +1,4 @@
-"""Fit the calibration a t2 model file carries in its contract (applied by :mod:`fink_t2.calibration`).
+"""Fit the calibration a t2 model file carries in its contract (applied by :mod:`fink_t2.core.calibration`).
 
 Class weights buy rare-class recall (macro-F1: the argmax of the network's output is the class-balanced
 decision ``t2_class``) at the price of an output that overstates the rare classes, worst for young alerts
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fink_t2.calibration import CALIBRATION_CHANNELS, log_calibrated, now_features
+from fink_t2.core.calibration import CALIBRATION_CHANNELS, log_calibrated, now_features
 
 MODES = ("none", "temperature", "age")
 #: L2 penalty on the offsets (and the log-temperature)
@@ -27,7 +27,7 @@ PENALTY = 1e-3
 
 
 def fit_calibration(output: np.ndarray, x: np.ndarray, y: np.ndarray, mode: str = "age") -> dict | None:
-    """Calibration parameters (``fink_t2.calibration`` format) of the network ``output`` on inputs ``x``, labels ``y``.
+    """Calibration parameters (``fink_t2.core.calibration`` format) of the network ``output`` on inputs ``x``, labels ``y``.
 
     ``mode`` "none" (or no example): None, the output is used as the probabilities.
     """

@@ -20,25 +20,22 @@ is built in its own Python process (a failed tfmot attempt can poison later ones
 
 from __future__ import annotations
 
-import os
+import argparse
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import numpy as np
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import shlex  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
-from pathlib import Path  # noqa: E402
+from fink_t2.model.export import DYNAMIC_RANGE, strip_flatbuffer, tflite_bytes
+from fink_t2.paths import COMPRESS_DIR, FLOAT_MODEL_DIR, MODEL_DIR
 
-import numpy as np  # noqa: E402
-
-from fink_t2.model.export import DYNAMIC_RANGE, strip_flatbuffer, tflite_bytes  # noqa: E402
-
-FLOAT_DIR = "build/model"
-OUT_DIR = "build/compress"
+FLOAT_DIR = str(FLOAT_MODEL_DIR)
+OUT_DIR = str(COMPRESS_DIR)
 N_CLUSTERS = 16
 SPARSITY = 0.5
 REPRESENTATIVE_SIZE = 512
@@ -82,8 +79,8 @@ def load_data(float_dir=FLOAT_DIR, max_objects=None):
 
 
 def _run_tflite(model_bytes: bytes, values: np.ndarray) -> np.ndarray:
-    from fink_t2.contract import make_contract
-    from fink_t2.inference import T2Model
+    from fink_t2.core.contract import make_contract
+    from fink_t2.runtime.inference import T2Model
 
     runner = T2Model(content=model_bytes, contract=make_contract(_class_names()))
     return runner.predict(values, chunk_size=len(values))
@@ -208,17 +205,17 @@ def compress(float_dir=FLOAT_DIR, out_dir=OUT_DIR, epochs=3, max_objects=None, s
     return manifest
 
 
-def ship(variant: str, out_dir=OUT_DIR, float_dir=FLOAT_DIR, model_dir="fink_t2/data", command=None) -> dict:
+def ship(variant: str, out_dir=OUT_DIR, float_dir=FLOAT_DIR, model_dir=MODEL_DIR, command=None) -> dict:
     """Write ``variant`` (a .tflite of ``out_dir``) as ``model_dir/t2.tflite`` with its contract; update the metrics.
 
     The metrics of ``fink-t2 train`` (recipe, cross-validation) are kept; the guard metrics and sizes are
     measured again on the written file by the shipping runner.
     """
-    from fink_t2.contract import attach_contract, make_contract
-    from fink_t2.inference import T2Model
+    from fink_t2.core.contract import attach_contract, make_contract
     from fink_t2.model.datasets import load_bts
     from fink_t2.model.evaluate import guard_metrics
     from fink_t2.model.train import METRICS_NAME, MODEL_NAME
+    from fink_t2.runtime.inference import T2Model
 
     file, kind, description = VARIANTS[variant]
     if kind != "tflite":
@@ -229,7 +226,7 @@ def ship(variant: str, out_dir=OUT_DIR, float_dir=FLOAT_DIR, model_dir="fink_t2/
     metrics = json.loads(train_metrics.read_text())
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     compression = {"variant": variant, "description": description, "command": command, "created": created}
-    # the calibration fitted for the float model applies to every variant made from it (fink_t2.calibration)
+    # the calibration fitted for the float model applies to every variant made from it (fink_t2.core.calibration)
     contract = make_contract(_class_names(), created=created, compression=compression,
                              calibration=metrics["training"].get("calibration"),
                              training={"command": metrics.get("command"), "recipe": metrics.get("recipe")})
@@ -259,7 +256,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--ship", default=None, choices=[n for n, v in VARIANTS.items() if v[1] == "tflite"],
                         help="write this variant as the shipped model fink_t2/data/t2.tflite and update its metrics")
-    parser.add_argument("--model-dir", default="fink_t2/data", help="where --ship writes t2.tflite")
+    parser.add_argument("--model-dir", default=str(MODEL_DIR), help="where --ship writes t2.tflite")
     parser.add_argument("--variant", default=None, help=argparse.SUPPRESS)  # worker: one tfmot variant
     args = parser.parse_args(argv)
     if args.variant:

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fink_t2.paths import shared_data_dir
+
 CLASS_NAMES = ("SN Ia", "SN II", "SN Ibc", "Other")
 MJD_TO_JD = 2400000.5
 COLUMNS = ("object_id", "jd", "fid", "mag", "magerr", "label", "source", "redshift")
@@ -63,9 +65,9 @@ def _sample_objects(table: pd.DataFrame, n: int | None, seed: int, balanced: boo
     return table[table["object_id"].isin(keep)].reset_index(drop=True)
 
 
-def load_bts(data_dir) -> pd.DataFrame:
+def load_bts(data_dir=None) -> pd.DataFrame:
     """ZTF Bright Transient Survey detections with their class (unknown types dropped)."""
-    folder = Path(data_dir) / "ztf_bts"
+    folder = Path(data_dir or shared_data_dir()) / "ztf_bts"
     labels = pd.read_csv(folder / "labels.csv", usecols=["ZTFID", "type", "redshift"])
     redshift = pd.to_numeric(labels.set_index("ZTFID")["redshift"], errors="coerce")  # '-' where unknown
     labels = labels.assign(label=labels["type"].map(type_to_class)).set_index("ZTFID")["label"]
@@ -83,12 +85,12 @@ def load_bts(data_dir) -> pd.DataFrame:
     return _finish(df, "bts")
 
 
-def load_snpcc(data_dir, max_objects: int | None = None, seed: int = 42) -> pd.DataFrame:
+def load_snpcc(data_dir=None, max_objects: int | None = None, seed: int = 42) -> pd.DataFrame:
     """SNPCC g/r points with flux/fluxerr >= 5 as AB mags; objects with >= 2 of them.
 
     ``max_objects`` keeps a seeded class-balanced subsample (same number per class where possible).
     """
-    folder = Path(data_dir) / "snpcc_des"
+    folder = Path(data_dir or shared_data_dir()) / "snpcc_des"
     labels = pd.read_csv(folder / "labels.csv", usecols=["snid", "type", "redshift"]).set_index("snid")
     lc = pd.read_parquet(folder / "lightcurves.parquet")
     flux, err = lc["flux"].to_numpy(np.float64), lc["fluxerr"].to_numpy(np.float64)
@@ -109,7 +111,7 @@ def load_snpcc(data_dir, max_objects: int | None = None, seed: int = 42) -> pd.D
     return _sample_objects(df, max_objects, seed, balanced=True)
 
 
-def load_table(data_dir="../shared/data", max_objects=None, snpcc_objects=5000, seed=42) -> pd.DataFrame:
+def load_table(data_dir=None, max_objects=None, snpcc_objects=5000, seed=42) -> pd.DataFrame:
     """BTS + SNPCC long table; ``max_objects`` caps each source (seeded), for quick runs.
 
     ``snpcc_objects=0`` leaves SNPCC out, ``None`` takes all of it.

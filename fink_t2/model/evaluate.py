@@ -3,13 +3,13 @@
 Every number about the model's quality comes from here:
 
 * :func:`score_views` runs a model on alert views through the shipping core
-  (:func:`fink_t2.classifier.classify_alerts`: the stream's cuts and preprocessing);
+  (:func:`fink_t2.core.classifier.classify_alerts`: the stream's cuts and preprocessing);
 * :func:`bucket_metrics` reports, per alert-age bucket (``views.AGE_BUCKETS``), accuracy,
   macro-F1, per-class F1, log-loss and the log-loss of a constant class prior, every object
   weighing the same within a bucket (each of its views ``1 / its views in the bucket``);
 * :func:`crossval`: grouped, stratified K-fold cross-validation over all objects, each fold's model
   trained by :func:`fink_t2.model.train.fit` and scored as its dynamic-range TFLite file by the
-  shipping runner (:class:`fink_t2.inference.T2Model`); mean ± std over folds;
+  shipping runner (:class:`fink_t2.runtime.inference.T2Model`); mean ± std over folds;
 * :func:`guard_metrics`: the numbers ``t2_metrics.json`` records for the shipped file on a fixed set
   of real BTS light curves, which the tests recompute from the file.
 """
@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score, log_loss
 
-from fink_t2.classifier import classify_alerts
-from fink_t2.cuts import STATUS_OK
+from fink_t2.core.classifier import classify_alerts
+from fink_t2.core.cuts import STATUS_OK
 from fink_t2.model.datasets import CLASS_NAMES, cv_folds, object_table
 from fink_t2.model.views import Views, alert_views, bucket_names
 
@@ -31,7 +31,7 @@ METRICS = ("accuracy", "macro_f1", "log_loss", "prior_log_loss")
 
 
 def score_views(model, views: Views):
-    """The :class:`fink_t2.classifier.Classification` of every view (probabilities, status, decision),
+    """The :class:`fink_t2.core.classifier.Classification` of every view (probabilities, status, decision),
     through the stream's cuts, preprocessing and calibration."""
     n = len(views)
     return classify_alerts(views.jd, views.fid, views.mag, None, views.offsets, views.jd_now, views.jdstarthist,
@@ -68,7 +68,7 @@ def classification_metrics(y: np.ndarray, proba: np.ndarray, weight: np.ndarray,
 def bucket_metrics(views: Views, scores, prior: np.ndarray) -> dict:
     """Metrics per alert-age bucket over the views the cuts let through (objects weighted equally).
 
-    ``scores``: the views' :class:`fink_t2.classifier.Classification` (decisions from its ``label``).
+    ``scores``: the views' :class:`fink_t2.core.classifier.Classification` (decisions from its ``label``).
     """
     proba, status = scores
     bucket = views.bucket()
@@ -114,9 +114,9 @@ def crossval(table: pd.DataFrame, recipe, n_folds: int = 5, progress: bool = Tru
     import dataclasses
     from pathlib import Path
 
-    from fink_t2.contract import make_contract
-    from fink_t2.inference import T2Model
+    from fink_t2.core.contract import make_contract
     from fink_t2.model.train import dynamic_tflite, fit, split_train_val
+    from fink_t2.runtime.inference import T2Model
 
     objects = object_table(table[table["source"] == "bts"])
     extra = table[table["source"] != "bts"]  # other sources only ever train
@@ -140,16 +140,16 @@ def crossval(table: pd.DataFrame, recipe, n_folds: int = 5, progress: bool = Tru
             print(f"fold {k + 1}/{n_folds} (epochs {info['epochs_run']}) macro-F1/log-loss(prior): {line}", flush=True)
     return {"folds": n_folds, "seed": recipe.seed, "recipe": dataclasses.asdict(recipe),
             "objects": int(len(objects)), "scored_by": "dynamic-range TFLite of each fold (its calibration in its contract) via "
-            "fink_t2.inference.T2Model; macro-F1 and accuracy of the decision (t2_class), log-loss of the calibrated "
+            "fink_t2.runtime.inference.T2Model; macro-F1 and accuracy of the decision (t2_class), log-loss of the calibrated "
             "probabilities",
             "weighting": "objects weigh the same within a bucket", "buckets": summarize_folds(folds)}
 
 
 def _save_fold(path, runner, views: Views, status, val, recipe) -> None:
     """The fold's raw network outputs (before calibration) on its test and validation views."""
+    from fink_t2.core.sequences import build_sequences
     from fink_t2.model.train import view_inputs
     from fink_t2.model.views import sample_views
-    from fink_t2.sequences import build_sequences
 
     path.parent.mkdir(parents=True, exist_ok=True)
     seq = build_sequences(views.jd, views.fid, views.mag, None, views.jd_now, views.jdstarthist, views.ndethist,

@@ -6,13 +6,9 @@ included) and ``fink-t2 compress`` (every variant).
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
-
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 #: what the dynamic-range variant is, as the metrics and docs name it
 DYNAMIC_RANGE = "TFLite dynamic-range quantization (int8 weights, float activations)"
@@ -77,7 +73,7 @@ def tflite_bytes(model_or_dir, mode: str, representative=None, per_channel=True,
     if mode == "dynamic":
         # per-tensor dense weights: TFLite then asks for FULLY_CONNECTED version 9, which the tf.lite of
         # TensorFlow 2.15 (Fink's science images, the runtime fallback) runs; per-channel ones need version 12
-        converter._experimental_disable_per_channel_quantization_for_dense_layers = True  # noqa: SLF001 - the only switch
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     if mode == "int8":
         sample = np.asarray(representative, dtype=np.float32)
 
@@ -88,7 +84,7 @@ def tflite_bytes(model_or_dir, mode: str, representative=None, per_channel=True,
         converter.representative_dataset = gen
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
         if not per_channel:
-            converter._experimental_disable_per_channel = True  # noqa: SLF001 - the converter's only switch for it
+            converter._experimental_disable_per_channel = True
         if float_ops:
             debugger = tf.lite.experimental.QuantizationDebugger(
                 converter=converter, debug_dataset=gen,

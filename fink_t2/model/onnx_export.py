@@ -1,6 +1,6 @@
 """``fink-t2 export-onnx``: the shipped ``.tflite`` as an ONNX file beside it, for the CUDA backends.
 
-The GPU backends of :mod:`fink_t2.gpu_onnx` (ONNX Runtime's CUDA provider, or PyTorch on CUDA) run
+The GPU backends of :mod:`fink_t2.runtime.gpu_onnx` (ONNX Runtime's CUDA provider, or PyTorch on CUDA) run
 ``t2.onnx``, converted from ``t2.tflite`` by tf2onnx (which reads ``.tflite`` files), then rewritten
 so that it computes what the TFLite interpreter computes:
 
@@ -16,7 +16,7 @@ so that it computes what the TFLite interpreter computes:
 * tf2onnx also quantizes the float bias of one layer; TFLite never does: the bias is used as it is.
 
 The file carries, in its ONNX metadata, the source file's SHA-256 (``fink_t2.source_sha256``), its
-contract (``fink_t2.contract``) and how it was made (``fink_t2.converter``). The runtime refuses a
+contract (``fink_t2.core.contract``) and how it was made (``fink_t2.converter``). The runtime refuses a
 conversion whose SHA-256 is not the running model's (a stale ``t2.onnx`` after a new ``t2.tflite``).
 The export checks the result against the interpreter before writing it (``EXPORT_TOLERANCE``).
 
@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fink_t2.gpu_onnx import META_CONTRACT, META_SHA, onnx_path_for, probe_batch
+from fink_t2.runtime.gpu_onnx import META_CONTRACT, META_SHA, onnx_path_for, probe_batch
 
 #: largest |ONNX − interpreter| probability accepted by the export's own check
 EXPORT_TOLERANCE = 1e-3
@@ -60,7 +60,7 @@ def _per_row_quantize(graph, x: str, out: str, prefix: str) -> list:
 
     zero, levels, qmin, qmax, one = (const(n, v) for n, v in
                                      (("zero", 0.0), ("levels", 255.0), ("qmin", -128.0), ("qmax", 127.0), ("one", 1.0)))
-    t = lambda name: f"{prefix}/{name}"  # noqa: E731
+    t = lambda name: f"{prefix}/{name}"
     node = helper.make_node
     return [
         node("ReduceMin", [x], [t("min")], axes=[-1], keepdims=1),
@@ -149,7 +149,7 @@ def convert(tflite_path: str):
     import tf2onnx
     import tf2onnx.convert
 
-    from fink_t2.model_ref import ModelRef
+    from fink_t2.runtime.model_ref import ModelRef
 
     ref = ModelRef.resolve(tflite_path)
     model, _ = tf2onnx.convert.from_tflite(ref.path, opset=OPSET)
@@ -170,7 +170,7 @@ def max_difference(onnx_bytes: bytes, ref, x: np.ndarray) -> float:
     """max |p_onnx − p_interpreter| on ``x`` (ONNX Runtime on the CPU; batch 64 and one at a time)."""
     import onnxruntime
 
-    from fink_t2.inference import T2Model
+    from fink_t2.runtime.inference import T2Model
 
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC  # see ORT_OPTIMIZATION

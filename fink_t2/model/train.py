@@ -5,7 +5,7 @@
 Training examples are alert views (:mod:`fink_t2.model.views`): the 30-day history an alert would
 carry at one of the object's detection epochs, with its header (age, ``ndethist``), at most
 ``views_per_bucket`` per object and alert-age bucket so that young alerts are not outnumbered by old
-ones, turned into tensors by the ONE preprocessing :func:`fink_t2.sequences.build_sequences`.
+ones, turned into tensors by the ONE preprocessing :func:`fink_t2.core.sequences.build_sequences`.
 
 With ``--cv K`` the same recipe is first cross-validated (K grouped, stratified folds over all
 objects; each fold's dynamic-range TFLite model is scored on its held-out objects' alert views
@@ -18,34 +18,31 @@ The float model is kept in ``--float-dir`` for ``fink-t2 compress``.
 
 from __future__ import annotations
 
-import os
+import argparse
+import dataclasses
+import json
+import random
+import shlex
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import tf_keras as keras
 
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import random  # noqa: E402
-import shlex  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
-
-from fink_t2.contract import attach_contract, make_contract  # noqa: E402
-from fink_t2.cuts import MIN_EPOCHS  # noqa: E402
-from fink_t2.model.architecture import build_model  # noqa: E402
-from fink_t2.model.calibration import fit_calibration  # noqa: E402
-from fink_t2.model.datasets import CLASS_NAMES, load_table, object_table, validation_ids  # noqa: E402
-from fink_t2.model.export import DYNAMIC_RANGE, tflite_bytes  # noqa: E402
-from fink_t2.model.views import Views, alert_views, sample_views  # noqa: E402
-from fink_t2.sequences import build_sequences  # noqa: E402
+from fink_t2.core.contract import attach_contract, make_contract
+from fink_t2.core.cuts import MIN_EPOCHS
+from fink_t2.core.sequences import build_sequences
+from fink_t2.model.architecture import build_model
+from fink_t2.model.calibration import fit_calibration
+from fink_t2.model.datasets import CLASS_NAMES, load_table, object_table, validation_ids
+from fink_t2.model.export import DYNAMIC_RANGE, tflite_bytes
+from fink_t2.model.views import Views, alert_views, sample_views
+from fink_t2.paths import FLOAT_MODEL_DIR, MODEL_DIR
 
 MODEL_NAME = "t2.tflite"
 METRICS_NAME = "t2_metrics.json"
@@ -177,12 +174,12 @@ def split_train_val(table, recipe: Recipe):
     return table[~held], table[held]
 
 
-def train_and_export(data_dir="../shared/data", output_dir="fink_t2/data", float_dir="build/model",
+def train_and_export(data_dir=None, output_dir=MODEL_DIR, float_dir=FLOAT_MODEL_DIR,
                      recipe: Recipe | None = None, cv_folds: int = 0, max_objects=None, command=None,
                      progress=True) -> dict:
     """Cross-validate (``cv_folds`` > 1), then train on all objects and write the model and its metrics."""
-    from fink_t2.inference import T2Model
     from fink_t2.model.evaluate import crossval, guard_metrics
+    from fink_t2.runtime.inference import T2Model
 
     recipe = recipe or Recipe()
     start = time.time()
@@ -203,7 +200,7 @@ def train_and_export(data_dir="../shared/data", output_dir="fink_t2/data", float
     metrics = {
         "model": MODEL_NAME, "created": created, "command": command,
         "recipe": dataclasses.asdict(recipe), "training": {**info, "seconds": round(time.time() - start, 1)},
-        "data": {"data_dir": str(data_dir), "max_objects": max_objects, "class_names": list(CLASS_NAMES),
+        "data": {"data_dir": data_dir and str(data_dir), "max_objects": max_objects, "class_names": list(CLASS_NAMES),
                  "objects": {src: {lab: int(n) for lab, n in g.groupby("label").size().items()}
                              for src, g in object_table(table).groupby("source")}},
         "cross_validation": cv,
@@ -216,7 +213,7 @@ def train_and_export(data_dir="../shared/data", output_dir="fink_t2/data", float
     (output_dir / METRICS_NAME).write_text(json.dumps(metrics, indent=1) + "\n")
     if float_dir:  # fink-t2 compress starts from these
         (Path(float_dir) / "float_model.json").write_text(json.dumps(
-            {"data_dir": str(data_dir), "max_objects": max_objects, "recipe": dataclasses.asdict(recipe)}, indent=1))
+            {"data_dir": data_dir and str(data_dir), "max_objects": max_objects, "recipe": dataclasses.asdict(recipe)}, indent=1))
         (Path(float_dir) / METRICS_NAME).write_text(json.dumps(metrics, indent=1) + "\n")
     if progress:
         print(f"wrote {model_path} ({model_path.stat().st_size} bytes)")
@@ -237,9 +234,9 @@ def main(argv=None) -> dict:
     """Command line entry: ``fink-t2 train`` / ``python -m fink_t2.model.train``."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default="../shared/data")
-    parser.add_argument("--output-dir", default="fink_t2/data")
-    parser.add_argument("--float-dir", default="build/model", help="where the float model is kept ('' : not kept)")
+    parser.add_argument("--data-dir", default=None, help="shared data sets (default: $FINK_T2_DATA, else ../shared/data)")
+    parser.add_argument("--output-dir", default=str(MODEL_DIR), help="where the model file and its metrics are written")
+    parser.add_argument("--float-dir", default=str(FLOAT_MODEL_DIR), help="where the float model is kept ('' : not kept)")
     parser.add_argument("--cv", type=int, default=0, help="cross-validate the recipe over K folds first (0: no)")
     parser.add_argument("--max-objects", type=int, default=None, help="cap objects per source (quick runs, tests)")
     recipe_arguments(parser)

@@ -8,7 +8,7 @@ For an object with detection epochs ``t_1 < t_2 < …``, the view at ``t_k`` (k 
   possibly older than the window) and ``ndethist`` (detections up to ``t_k``).
 
 Training samples these views (:func:`sample_views`) and the evaluation scores all of them per age
-bucket, both through the same :func:`fink_t2.sequences.build_sequences` and cuts as the stream.
+bucket, both through the same :func:`fink_t2.core.sequences.build_sequences` and cuts as the stream.
 
 >>> import pandas as pd
 >>> t = pd.DataFrame({"object_id": ["a"] * 5, "jd": [0.0, 1.0, 1.0, 40.0, 45.0], "fid": [1, 1, 2, 2, 1],
@@ -25,8 +25,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
-from fink_t2.cuts import MAX_AGE_DAYS
-from fink_t2.sequences import WINDOW_DAYS
+from fink_t2.core.cuts import MAX_AGE_DAYS
+from fink_t2.core.sequences import WINDOW_DAYS
 
 #: alert-age buckets (days since first detection) of the evaluation, ``[low, high)``
 AGE_BUCKETS = ((0, 3), (3, 7), (7, 15), (15, 30), (30, 60), (60, 90))

@@ -4,7 +4,7 @@ A public nightly archive holds raw alerts: no ``cdsxmatch`` (Fink's CDS cross-ma
 Fink's quality cuts applied. Replayed as they are, every alert would pass t2's cross-match cut
 (``"Unknown"`` is extragalactic-compatible) and variable stars and bogus subtractions would reach the
 model. ``fink-t2 replay`` therefore gives every raw alert (a record without a ``cdsxmatch`` of its own)
-the first of these statuses it earns (:data:`fink_t2.cuts.RAW_STATUSES`), before t2's own cuts:
+the first of these statuses it earns (:data:`fink_t2.core.cuts.RAW_STATUSES`), before t2's own cuts:
 
 1. ``bad_quality`` — Fink's quality cuts, as fink-broker's ZTF raw -> science job applies them
    (``bin/ztf/raw2science.py``: ``candidate.nbad == 0``, ``candidate.rb >= 0.55``, ``candidate.fid != 3``;
@@ -45,7 +45,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from fink_t2.cuts import (
+from fink_t2.core.cuts import (
     STATUS_BAD_QUALITY,
     STATUS_BOGUS,
     STATUS_GAIA_STAR,

@@ -1,7 +1,7 @@
 """Which alerts t2 classifies: Fink's cuts, their thresholds and the status vocabulary, in one place.
 
 The science module, ``fink-t2 classify``, the replay and the evaluation scripts all decide through
-:func:`cut_status` (via :func:`fink_t2.classifier.classify_alerts`), so the stream and the
+:func:`cut_status` (via :func:`fink_t2.core.classifier.classify_alerts`), so the stream and the
 command line can never disagree on the same light curve.
 
 Cuts, in the order they are checked; an alert that fails several gets the status of the first:
@@ -50,7 +50,7 @@ STATUS_MALFORMED = "malformed_history"
 STATUS_UNREADABLE = "unreadable_file"
 
 # Raw alerts (no Fink science-stage columns) replayed by ``fink-t2 replay`` first go through the raw -> science
-# step of Fink as :mod:`fink_t2.raw_filter` rebuilds it offline (its thresholds live there); the t2 UDF itself
+# step of Fink as :mod:`fink_t2.core.raw_filter` rebuilds it offline (its thresholds live there); the t2 UDF itself
 # never sees these statuses. In the replay they come before t2's own cuts, in this order:
 #: Fink's quality cuts failed (``nbad``, real-bogus ``rb``, i band): Fink drops such an alert before its science stage
 STATUS_BAD_QUALITY = "bad_quality"

@@ -3,7 +3,7 @@
 In ai-edge-litert 2.3 on Linux the GPU accelerator is ``libLiteRtWebGpuAccelerator.so`` (Dawn over
 Vulkan: it needs ``libvulkan.so.1`` and the NVIDIA Vulkan ICD, not CUDA). :func:`litert_gpu_model`
 tries it and keeps LiteRT's whole native log of the attempt (it writes to file descriptor 2, not
-through Python): :mod:`fink_t2.gpu` quotes its first GPU error, ``scripts/gpu_check.sh`` records all of it.
+through Python): :mod:`fink_t2.runtime.gpu` quotes its first GPU error, ``scripts/gpu_check.sh`` records all of it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import threading
 
 import numpy as np
 
-from fink_t2.contract import ModelContractError, check_io
+from fink_t2.core.contract import ModelContractError, check_io
 
 #: on the GPU a chunk is padded to one of GPU_BATCH_SIZES (static shapes: at most len(GPU_BATCH_SIZES)
 #: GPU programs per worker instead of one per distinct batch size)
@@ -132,7 +132,7 @@ def litert_gpu_model(ref) -> tuple["T2GpuModel | None", str | None, str]:
             try:
                 model = T2GpuModel(ref.verified_path(), ref.contract)
                 model.predict(np.zeros((1, *model.input_shape), np.float32))  # compiles the first program
-            except Exception as err:  # noqa: BLE001 - any failure means: not usable
+            except Exception as err:
                 model, failure = None, f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
             gc.collect()  # a failed attempt's LiteRT environment logs its teardown: keep that in `log` too
         log.seek(0)

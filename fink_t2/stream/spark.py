@@ -88,7 +88,7 @@ def replay_session(master: str | None = None) -> SparkSession:
     spark = get_spark(master, **conf)
     try:  # the class's package moved in Spark 4: an older Spark keeps its default manager
         spark._jvm.java.lang.Class.forName(REPLAY_SQL_CONF[manager])
-    except Exception:  # noqa: BLE001 - py4j reports the ClassNotFoundException as its own error
+    except Exception:
         spark.conf.unset(manager)
         conf.pop(manager)
     for key, value in REPLAY_SQL_CONF.items():  # an existing session got none of the above: these apply still

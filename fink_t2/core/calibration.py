@@ -38,7 +38,7 @@ _FLOOR = 1e-12
 
 def now_features(values: np.ndarray) -> np.ndarray:
     """The :data:`CALIBRATION_CHANNELS` of each alert's last node, (n, len(CALIBRATION_CHANNELS))."""
-    from fink_t2.sequences import CHANNELS
+    from fink_t2.core.sequences import CHANNELS
 
     return values[:, -1, [CHANNELS.index(c) for c in CALIBRATION_CHANNELS]].astype(np.float64)
 

@@ -1,7 +1,7 @@
 """An alert's light curve → the t2 input tensor ``(batch, 31, 7)``: the ONE preprocessing.
 
 Training (``fink_t2.model.views``), evaluation, ``fink-t2 classify`` and the science module
-(``fink_t2.classifier``) all call :func:`build_sequences`, so the model never sees a transform at
+(``fink_t2.core.classifier``) all call :func:`build_sequences`, so the model never sees a transform at
 inference that it did not see at training (a bug of the first Fink t2 module).
 
 What the model sees is what a ZTF alert carries: the detections of the last ``WINDOW_DAYS`` (30)

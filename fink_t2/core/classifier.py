@@ -3,9 +3,9 @@
 Every path that classifies goes through :func:`classify_alerts` (flat arrays) or
 :func:`classify_columns` (Fink's ragged ``c*`` columns): the pandas UDFs of
 :mod:`fink_t2.processor`, ``fink-t2 classify`` (:mod:`fink_t2.classify`), the evaluation of the
-model on alert views and the benchmarks. The cuts are :mod:`fink_t2.cuts`, the input is
-:func:`fink_t2.sequences.build_sequences`; the model is any object with ``class_names`` and
-``predict(values)`` (:class:`fink_t2.inference.T2Model` or a GPU backend).
+model on alert views and the benchmarks. The cuts are :mod:`fink_t2.core.cuts`, the input is
+:func:`fink_t2.core.sequences.build_sequences`; the model is any object with ``class_names`` and
+``predict(values)`` (:class:`fink_t2.runtime.inference.T2Model` or a GPU backend).
 
 Examples
 --------
@@ -13,9 +13,9 @@ On 124 real alerts of 2021-11-22 from Fink's science stage:
 
 >>> import pandas as pd
 >>> from fink_t2.alerts import iter_alert_tables
->>> from fink_t2.inference import load_model
->>> from fink_t2.model_ref import ModelRef
->>> from fink_t2.samples import SAMPLE_NIGHT
+>>> from fink_t2.runtime.inference import load_model
+>>> from fink_t2.runtime.model_ref import ModelRef
+>>> from fink_t2.paths import SAMPLE_NIGHT
 >>> df = pd.concat([t.to_pandas() for t in iter_alert_tables(SAMPLE_NIGHT)], ignore_index=True)
 >>> proba, status = classify_columns(df.cjd, df.cfid, df.cmagpsf, df.cisdiffpos, df.roid, df.cdsxmatch,
 ...                                  df.jdstarthist, df.ndethist, load_model(ModelRef.resolve()))
@@ -30,7 +30,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fink_t2.cuts import (
+from fink_t2.core.calibration import calibrated_probabilities, now_features
+from fink_t2.core.cuts import (
     REJECTED,
     STATUS_MALFORMED,
     STATUS_OK,
@@ -38,8 +39,7 @@ from fink_t2.cuts import (
     cut_status,
     header_status,
 )
-from fink_t2.calibration import calibrated_probabilities, now_features
-from fink_t2.sequences import build_sequences, flatten_ragged
+from fink_t2.core.sequences import build_sequences, flatten_ragged
 
 __all__ = ["Classification", "classify_alerts", "classify_columns", "REJECTED", "STATUS_OK"]
 
@@ -49,7 +49,7 @@ class Classification(tuple):
 
     ``proba``: (n, n_classes) calibrated probabilities (the ``t2`` map), ``REJECTED`` rows for rejected
     alerts; ``status``: (n,) ``ok`` or the cut failed; ``label``: (n,) class name of the class-balanced
-    decision (``t2_class``: the argmax of the network's own output, see :mod:`fink_t2.calibration`),
+    decision (``t2_class``: the argmax of the network's own output, see :mod:`fink_t2.core.calibration`),
     None for a rejected alert. Without a model, ``proba`` and ``label`` are None.
     """
 
@@ -74,7 +74,7 @@ def classify_alerts(jd, fid, mag, isdiffpos, offsets, jd_now, jdstarthist, ndeth
     ``isdiffpos`` may be None (all positive). The other arguments hold one value per alert.
     The cheap cuts run first: a sequence is built only for the alerts that pass them.
     ``model`` None: the status alone (probabilities None), without running any model. The model's
-    contract may carry a ``calibration`` (:mod:`fink_t2.calibration`) applied to its output.
+    contract may carry a ``calibration`` (:mod:`fink_t2.core.calibration`) applied to its output.
     """
     offsets = np.asarray(offsets, dtype=np.int64)
     n = len(offsets) - 1

@@ -38,8 +38,8 @@ import shutil
 from pathlib import Path
 from urllib.parse import unquote
 
-from fink_t2.cuts import STATUS_OK, STATUS_UNREADABLE
-from fink_t2.model_ref import file_sha256
+from fink_t2.core.cuts import STATUS_OK, STATUS_UNREADABLE
+from fink_t2.runtime.model_ref import file_sha256
 
 _LOG = logging.getLogger(__name__)
 

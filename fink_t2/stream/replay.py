@@ -7,11 +7,11 @@ already decodes and classifies the chunks written so far (a processing-time trig
 staging is done and every chunk is processed); other inputs are read with the ``availableNow`` trigger.
 The sink is parquet with its checkpoint in ``OUTPUT/_checkpoint``: a rerun processes only files it
 has not committed, and the sink's log keeps every alert exactly once. The output folder (its run
-marker, unreadable files, summary) is :mod:`fink_t2.output`; what the run prints while it runs,
-:mod:`fink_t2.progress`.
+marker, unreadable files, summary) is :mod:`fink_t2.stream.output`; what the run prints while it runs,
+:mod:`fink_t2.stream.progress`.
 
 Raw alerts (no Fink science-stage columns) first meet Fink's raw -> science step as
-:mod:`fink_t2.raw_filter` rebuilds it: an alert it rejects keeps that status, and t2 spends nothing on it.
+:mod:`fink_t2.core.raw_filter` rebuilds it: an alert it rejects keeps that status, and t2 spends nothing on it.
 A file that cannot be decoded becomes one row with ``ingest_error`` set and
 ``t2_status = "unreadable_file"`` — counted in the summary, never dropped silently.
 """
@@ -25,13 +25,14 @@ import time
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from fink_t2 import gpu
 from fink_t2.alerts import detect_format
 from fink_t2.alerts.binaryfile import decoded_alerts, empty_files
 from fink_t2.alerts.staging import Stager
-from fink_t2.cuts import STATUS_UNREADABLE
-from fink_t2.model_ref import ModelRef
-from fink_t2.output import (
+from fink_t2.core.cuts import STATUS_UNREADABLE
+from fink_t2.processor import T2_COLUMNS, t2_result_udf
+from fink_t2.runtime import gpu
+from fink_t2.runtime.model_ref import ModelRef
+from fink_t2.stream.output import (
     CHECKPOINT_DIR,
     STAGING_DIR,
     claim_output,
@@ -41,9 +42,8 @@ from fink_t2.output import (
     summarize,
     write_summary,
 )
-from fink_t2.processor import T2_COLUMNS, t2_result_udf
-from fink_t2.progress import BATCH_METRICS, BatchLog, StagingBar
-from fink_t2.spark import replay_session
+from fink_t2.stream.progress import BATCH_METRICS, BatchLog, StagingBar
+from fink_t2.stream.spark import replay_session
 
 _LOG = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ CHUNKS_PER_BATCH = 8
 #: chunks on disk at most, in micro-batches: the staging waits beyond (3 batches: ~24 chunks, ~770 MiB)
 PENDING_BATCHES = 3
 #: trigger of the query while a tarball is being staged: the next batch starts as soon as the last one ends
-#: (with no new chunk, Spark looks again after spark.sql.streaming.pollingDelay, see fink_t2.spark)
+#: (with no new chunk, Spark looks again after spark.sql.streaming.pollingDelay, see fink_t2.stream.spark)
 STAGING_TRIGGER = "0 seconds"
 
 
@@ -96,7 +96,7 @@ def check_model(model: str | None = None) -> ModelRef:
     """The model a replay runs (``model``, $FINK_T2_MODEL or the shipped one), loaded once on the driver so
     that a missing file, a file without a t2 contract or a contract that does not match fails before Spark
     starts (ValueError / ModelContractError, FileNotFoundError)."""
-    from fink_t2.inference import T2Model
+    from fink_t2.runtime.inference import T2Model
 
     ref = ModelRef.resolve(model)
     T2Model(ref.path, contract=ref.contract)  # input shape and outputs against the contract (no inference)
@@ -104,7 +104,7 @@ def check_model(model: str | None = None) -> ModelRef:
 
 
 def _observed(df: DataFrame) -> DataFrame:
-    """``df`` with the per-batch counts :class:`fink_t2.progress.BatchLog` prints (Spark's observed metrics)."""
+    """``df`` with the per-batch counts :class:`fink_t2.stream.progress.BatchLog` prints (Spark's observed metrics)."""
     unreadable = F.sum(F.when(F.col("t2_status") == STATUS_UNREADABLE, 1).otherwise(0))
     return df.observe(BATCH_METRICS, F.count(F.lit(1)).alias("rows"), unreadable.alias("unreadable"))
 
@@ -118,8 +118,8 @@ def replay(
 
     Returns the summary printed by ``fink-t2 replay``. Before Spark starts and before anything is
     written, the input, the model (``model``, else $FINK_T2_MODEL, else the shipped one) and the
-    output folder (see :func:`fink_t2.output.claim_output`) are checked; a problem raises ValueError
-    or FileNotFoundError. ``device`` (auto, cpu, gpu) is the workers' choice of backend (:mod:`fink_t2.gpu`);
+    output folder (see :func:`fink_t2.stream.output.claim_output`) are checked; a problem raises ValueError
+    or FileNotFoundError. ``device`` (auto, cpu, gpu) is the workers' choice of backend (:mod:`fink_t2.runtime.gpu`);
     ``gpu`` on a local master is checked here first (ValueError: no usable GPU). ``progress``: print the
     staging bar and one line per micro-batch on stderr.
     """

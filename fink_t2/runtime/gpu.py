@@ -1,4 +1,4 @@
-"""Which runtime runs t2 in this process: a GPU backend, or the CPU interpreter of :mod:`fink_t2.inference`.
+"""Which runtime runs t2 in this process: a GPU backend, or the CPU interpreter of :mod:`fink_t2.runtime.inference`.
 
 The device policy is ``auto`` (default), ``cpu`` or ``gpu`` (``fink-t2 replay|classify --device``; inside
 Spark tasks the environment variable ``FINK_T2_DEVICE``, which the replay puts in the Spark context's
@@ -14,9 +14,9 @@ environment, so that every Python worker gets it; Fink's own jobs can set ``spar
 The GPU routes, tried in this order, each only after it agrees with the CPU interpreter on a fixed
 probe batch within ``GPU_TOLERANCE`` (the self-check):
 
-1. ``litert-gpu``: LiteRT's own GPU accelerator, WebGPU over Vulkan (:mod:`fink_t2.gpu_litert`);
+1. ``litert-gpu``: LiteRT's own GPU accelerator, WebGPU over Vulkan (:mod:`fink_t2.runtime.gpu_litert`);
 2. ``onnxruntime-cuda``: the model's ONNX conversion on ONNX Runtime's CUDA provider (onnxruntime-gpu);
-3. ``torch-cuda``: the same ONNX file run by PyTorch on CUDA (:mod:`fink_t2.gpu_onnx`).
+3. ``torch-cuda``: the same ONNX file run by PyTorch on CUDA (:mod:`fink_t2.runtime.gpu_onnx`).
 
 What a worker chose is written, once per process, to ``$FINK_T2_BACKEND_DIR`` when set (the replay
 sets it to ``OUTPUT/_fink_t2_backends``): :func:`worker_backends` sums it up for the run summary.
@@ -35,8 +35,8 @@ import time
 
 import numpy as np
 
-from fink_t2.gpu_onnx import probe_batch
-from fink_t2.inference import cached_model, load_model
+from fink_t2.runtime.gpu_onnx import probe_batch
+from fink_t2.runtime.inference import cached_model, load_model
 
 DEVICES = ("auto", "cpu", "gpu")
 DEVICE_ENV = "FINK_T2_DEVICE"
@@ -99,8 +99,8 @@ def _cuda_index(address: str) -> int:
 
 def gpu_routes(ref, address: str = "0") -> list:
     """[(route name, factory)] in the order they are tried, for the GPU of CUDA index ``address``."""
-    from fink_t2.gpu_litert import litert_gpu_model
-    from fink_t2.gpu_onnx import T2OnnxRuntimeModel, T2TorchModel
+    from fink_t2.runtime.gpu_litert import litert_gpu_model
+    from fink_t2.runtime.gpu_onnx import T2OnnxRuntimeModel, T2TorchModel
 
     def litert():
         model, reason, _ = litert_gpu_model(ref)
@@ -115,7 +115,7 @@ def gpu_routes(ref, address: str = "0") -> list:
 
 
 def self_check(model, ref) -> float:
-    """max |p_model − p_interpreter| on :func:`fink_t2.gpu_onnx.probe_batch`."""
+    """max |p_model − p_interpreter| on :func:`fink_t2.runtime.gpu_onnx.probe_batch`."""
     probe = probe_batch()
     return float(np.abs(model.predict(probe) - load_model(ref).predict(probe)).max())
 
@@ -130,7 +130,7 @@ def try_gpu_model(ref, address: str = "0", routes=None) -> tuple[object | None, 
         except ImportError as err:
             reasons.append(f"{name}: not installed ({err.name or err})")
             continue
-        except Exception as err:  # noqa: BLE001 - any failure means: this route is not usable here
+        except Exception as err:
             reasons.append(f"{name}: {type(err).__name__}: {(str(err).splitlines() or [''])[0][:300]}")
             continue
         if difference <= GPU_TOLERANCE:

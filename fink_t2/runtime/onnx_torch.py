@@ -131,7 +131,7 @@ class TorchGraph:
         graph = model.graph
         unknown = sorted({n.op_type for n in graph.node if n.op_type not in self.ops or n.domain not in ("", "ai.onnx")})
         if unknown:
-            raise ValueError(f"ONNX operators not supported by fink_t2.onnx_torch: {', '.join(unknown)}")
+            raise ValueError(f"ONNX operators not supported by fink_t2.runtime.onnx_torch: {', '.join(unknown)}")
         constants = {init.name: torch.from_numpy(np.array(numpy_helper.to_array(init))) for init in graph.initializer}
         inputs = [i.name for i in graph.input if i.name not in constants]
         if len(inputs) != 1 or len(graph.output) != 1:

@@ -21,11 +21,10 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from fink_t2.contract import ModelContractError, read_contract
+from fink_t2.core.contract import ModelContractError, read_contract
+from fink_t2.paths import DEFAULT_MODEL_PATH
 
-DEFAULT_MODEL_PATH = str(Path(__file__).parent / "data" / "t2.tflite")
 #: the environment variable naming the default model file
 MODEL_ENV = "FINK_T2_MODEL"
 
@@ -71,7 +70,7 @@ class ModelRef:
             from pyspark import SparkFiles
 
             shipped = SparkFiles.get(os.path.basename(self.path))
-        except Exception:  # noqa: BLE001 - no SparkContext or no SparkFiles root: nothing was shipped
+        except Exception:
             shipped = None
         if shipped and os.path.isfile(shipped):
             return shipped

@@ -14,10 +14,10 @@ interpreter is never resized between Arrow batches). Small chunks win on CPU: th
 holds batch × heads × length² floats and leaves the cache on large batches; they also bound the
 worker's memory (docs/performance.md).
 
-This module knows nothing of Spark or GPUs: GPU backends live in :mod:`fink_t2.gpu`.
+This module knows nothing of Spark or GPUs: GPU backends live in :mod:`fink_t2.runtime.gpu`.
 
 >>> import numpy as np
->>> from fink_t2.model_ref import ModelRef
+>>> from fink_t2.runtime.model_ref import ModelRef
 >>> model = load_model(ModelRef.resolve())
 >>> model.class_names
 ('SN Ia', 'SN II', 'SN Ibc', 'Other')
@@ -37,7 +37,7 @@ import time
 
 import numpy as np
 
-from fink_t2.contract import ModelContractError, check_io, read_contract
+from fink_t2.core.contract import ModelContractError, check_io, read_contract
 
 #: alerts given to the interpreter in one call by default (bounds memory; fastest per alert on CPU)
 MAX_CHUNK = 4
@@ -151,7 +151,7 @@ def loaded_models() -> list[dict]:
 
 
 def load_model(ref) -> T2Model:
-    """The CPU model of ``ref`` (a :class:`fink_t2.model_ref.ModelRef`), read once per process.
+    """The CPU model of ``ref`` (a :class:`fink_t2.runtime.model_ref.ModelRef`), read once per process.
 
     The file is found with ``ref.verified_path()`` (its checksum must be the one the driver resolved).
     """

@@ -7,10 +7,10 @@ source SHA-256 or contract is not the running model's (a stale conversion).
 
 * :class:`T2OnnxRuntimeModel`: ``onnxruntime-gpu``'s ``CUDAExecutionProvider`` (any provider list can be
   given: the tests use the CPU one). Basic graph optimizations only (see :mod:`fink_t2.model.onnx_export`).
-* :class:`T2TorchModel`: PyTorch (``torch.cuda``), through :class:`fink_t2.onnx_torch.TorchGraph`.
+* :class:`T2TorchModel`: PyTorch (``torch.cuda``), through :class:`fink_t2.runtime.onnx_torch.TorchGraph`.
 
 Each cuts its input in chunks of at most ``ONNX_MAX_CHUNK`` alerts (bounds GPU memory: the attention
-tensor is 4 × 31 × 31 floats per alert). Which of them runs, and whether at all, is :mod:`fink_t2.gpu`'s choice.
+tensor is 4 × 31 × 31 floats per alert). Which of them runs, and whether at all, is :mod:`fink_t2.runtime.gpu`'s choice.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fink_t2.contract import ModelContractError
+from fink_t2.core.contract import ModelContractError
 
 #: alerts per call on the GPU (a chunk of 16,384 alerts holds ~250 MB of attention weights)
 ONNX_MAX_CHUNK = 16384
 META_SHA = "fink_t2.source_sha256"
-META_CONTRACT = "fink_t2.contract"
+META_CONTRACT = "fink_t2.core.contract"
 
 
 def onnx_path_for(model_path) -> str:
@@ -126,7 +126,7 @@ class T2TorchModel(_Chunked):
         import onnx
         import torch
 
-        from fink_t2.onnx_torch import TorchGraph
+        from fink_t2.runtime.onnx_torch import TorchGraph
 
         self.path = onnx_file_for(ref)
         self.contract = ref.contract

@@ -6,7 +6,7 @@ same: ``t2_contract.json`` lives in a zip appended to the model, readable with
 :mod:`zipfile` and invisible to the interpreter. The runtime refuses a model
 whose contract is missing or does not match this code's preprocessing.
 
->>> from fink_t2.model_ref import DEFAULT_MODEL_PATH
+>>> from fink_t2.runtime.model_ref import DEFAULT_MODEL_PATH
 >>> contract = read_contract(DEFAULT_MODEL_PATH)
 >>> contract["preprocessing_version"] == PREPROCESSING_VERSION
 True
@@ -21,8 +21,8 @@ import json
 import zipfile
 from pathlib import Path
 
-from fink_t2.calibration import check_calibration
-from fink_t2.sequences import BANDS, CHANNELS, PREPROCESSING_VERSION, SEQUENCE_LENGTH, WINDOW_DAYS
+from fink_t2.core.calibration import check_calibration
+from fink_t2.core.sequences import BANDS, CHANNELS, PREPROCESSING_VERSION, SEQUENCE_LENGTH, WINDOW_DAYS
 
 CONTRACT_NAME = "t2_contract.json"
 CONTRACT_FORMAT = 2

@@ -1,0 +1,1 @@
+"""fink_t2.stream: the Spark side: session, structured-streaming replay, output folder, progress."""
