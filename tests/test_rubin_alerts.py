@@ -226,7 +226,21 @@ def test_a_damaged_parquet_page_is_reported_for_its_row_group():
     data[2000:2100] = bytes(b ^ 0xFF for b in data[2000:2100])  # the first page header of the row group
     table = pa.concat_tables(decode_rubin_bytes("flipped.parquet", bytes(data)))
     [error] = errors(table)
-    assert table.num_rows == 1 and "row group 0: 25 alerts lost" in error
+    assert table.num_rows == 1 and "row group 0: 25 alerts lost, 0 read" in error
+
+
+def test_a_damaged_row_group_costs_only_its_own_alerts(tmp_path):
+    path = tmp_path / "groups.parquet"
+    pq.write_table(pq.read_table(PARQUET), path, row_group_size=5)  # 5 row groups of 5 alerts
+    data = bytearray(path.read_bytes())
+    chunk = pq.ParquetFile(path).metadata.row_group(2).column(0)  # diaSourceId of the third group
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    data[start : start + 16] = b"\xff" * 16
+    table = pa.concat_tables(decode_rubin_bytes(str(path), bytes(data)))
+    expected = pq.read_table(PARQUET, columns=["diaSourceId"]).column(0).to_pylist()
+    assert [r["diaSourceId"] for r in alerts(table)] == expected[:10] + expected[15:]
+    [error] = errors(table)
+    assert "row group 2: 5 alerts lost, 0 read" in error
 
 
 def test_a_folder_of_good_and_bad_files_loses_nothing(tmp_path):

@@ -119,14 +119,15 @@ def _parquet_records(data, on_error: OnError, batch_size: int) -> Iterator[dict]
                              f"{', '.join(sorted(names)[:8])}, ...)")
         columns = [name for name in RECORD_FIELDS + ("alertId",) if name in names]
         for group in range(parquet.num_row_groups):
+            done = 0
             try:
-                rows = parquet.read_row_group(group, columns=columns).to_pylist()
+                for batch in parquet.iter_batches(batch_size=batch_size, row_groups=[group], columns=columns):
+                    rows = batch.to_pylist()
+                    done += len(rows)
+                    yield from rows
             except Exception as err:
-                rows_lost = parquet.metadata.row_group(group).num_rows
-                on_error(f"{type(err).__name__}: {err} (row group {group}: {rows_lost} alerts lost)")
-                continue
-            for start in range(0, len(rows), batch_size):
-                yield from rows[start : start + batch_size]
+                lost = parquet.metadata.row_group(group).num_rows - done
+                on_error(f"{type(err).__name__}: {err} (row group {group}: {lost} alerts lost, {done} read)")
 
 
 def _avro_records(data, on_error: OnError) -> Iterator[dict]:
