@@ -183,6 +183,7 @@ def test_survey_detected_from_schema_fields(tmp_path):
     renamed.write_bytes(CONTAINER.read_bytes())
     renamed = renamed.rename(tmp_path / "ztf_public_20200101.avro")
     assert file_survey(renamed) == "rubin"
+    assert file_survey(tmp_path / "ztf_public_20200101.tar.gz") == "ztf"  # a nightly archive, by its name
     assert packet_survey(["something"]) is None
     (tmp_path / "notes.avro").write_text("not an alert")
     with pytest.raises(ValueError):
@@ -204,6 +205,12 @@ def test_a_damaged_block_costs_only_its_own_alert(how):
     assert [r["diaSourceId"] for r in alerts(table)] == [b[2] for b in blocks if b[2] != lost]
     [error] = errors(table)
     assert "damaged Avro block" in error and str(offset) in error
+
+
+def test_arrow_buffers_as_sparks_binaryfile_source_gives_them():
+    for path in (CONTAINER, PARQUET):
+        from_buffer = pa.concat_tables(decode_rubin_bytes(str(path), pa.py_buffer(path.read_bytes())))
+        assert from_buffer.equals(read_rubin_table(path))
 
 
 def test_truncated_and_unreadable_files_are_rows_not_exceptions(tmp_path):

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from fink_t2.alerts.avro import AVRO_MAGIC, read_avro
 from fink_t2.alerts.rubin_table import RECORD_FIELDS, RUBIN_ALERT_SCHEMA, RubinTableBuilder, rubin_reader_schema
+from fink_t2.alerts.sources import file_format
 
 #: the Rubin table, then where each row comes from and, for a row standing for what could not be read, why
 RUBIN_DECODED_SCHEMA = pa.schema(list(RUBIN_ALERT_SCHEMA) + [pa.field("source_file", pa.string()),
@@ -79,7 +80,8 @@ def schema_fields(source) -> list[str]:
 
 def file_survey(path: Source) -> Optional[str]:
     """Survey (:func:`packet_survey`) of an alert file, or of the first alert file of a folder; None when its
-    schema names neither. Raises ``ValueError`` when there is no such file or it is neither Avro nor parquet.
+    schema names neither; ``"ztf"`` for a nightly tarball (``ztf_public_YYYYMMDD.tar.gz``). Raises ``ValueError``
+    when there is no such file or it is neither Avro nor parquet.
 
     >>> from fink_t2.paths import shared_data_dir
     >>> file_survey(shared_data_dir() / "ztf_alerts/multi_alert_avro_2019/avro_multi_alerts.avro")
@@ -87,6 +89,8 @@ def file_survey(path: Source) -> Optional[str]:
     >>> file_survey(shared_data_dir() / "lsst_alerts/elasticc_sample_seed0.parquet")
     'rubin'
     """
+    if file_format(Path(path).name) == "tarball":  # a nightly archive: ZTF's format
+        return "ztf"
     files = alert_files(path) if Path(path).exists() else []
     if not files:
         raise ValueError(f"{path}: no .avro nor .parquet alert file")
