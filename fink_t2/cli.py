@@ -144,7 +144,11 @@ def _verbose_option(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fink-t2", description="Real-time light-curve classification of ZTF alerts (t2).")
+    parser = argparse.ArgumentParser(
+        prog="fink-t2", description="Real-time light-curve classification of ZTF alerts (t2).",
+        epilog="Exit status: 0 done; 1 started but could not finish (an input without alerts, a full disk, another "
+               "error); 2 refused before writing anything (bad input, model, output folder or options; no Java). "
+               "An error is one line; --verbose shows the traceback.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     rep = sub.add_parser("replay", help="replay an archived night through t2 with Spark Structured Streaming")
