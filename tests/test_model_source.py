@@ -25,9 +25,7 @@ def test_importing_the_fink_modules_reads_no_model(tmp_path):
     """With $FINK_T2_MODEL naming a missing file, the processor and the replay import; the UDF fails only when
     applied, naming the file."""
     missing = tmp_path / "missing.tflite"
-    proc = _python("import fink_t2.processor as p, fink_t2.stream.replay, fink_t2.cli\n"
-                   "from fink_t2.runtime import model_ref\n"
-                   "assert model_ref._resolved.cache_info().currsize == 0\n"  # nothing resolved by the imports
+    proc = _python("import fink_t2.processor as p, fink_t2.stream.replay, fink_t2.cli\n"  # resolving would raise
                    "try:\n    p.t2(*p.T2_COLUMNS)\nexcept FileNotFoundError as err:\n    print('refused:', err)\n",
                    **{MODEL_ENV: str(missing)})
     assert proc.returncode == 0, proc.stderr[-2000:]
