@@ -13,6 +13,11 @@ or the first cut failed). ``t2_class`` is the class-balanced decision (:mod:`fin
 ``maxclass`` the most probable class of a map. The work itself is :func:`fink_t2.core.classifier.classify_columns`, the same
 core as ``fink-t2 classify`` and the evaluation.
 
+Importing this module reads no environment variable and no model file. ``t2`` and ``t2_class`` run the
+default model (:meth:`fink_t2.runtime.model_ref.ModelRef.default`: ``$FINK_T2_MODEL``, else the shipped
+one), resolved on the driver when they are applied; ``t2_udf(ref)``, ``t2_class_udf(ref)`` and
+``t2_result_udf(ref)`` bind another :class:`~fink_t2.runtime.model_ref.ModelRef`, which travels to the workers.
+
 Examples
 --------
 On 124 real alerts of 2021-11-22 from Fink's science stage:
@@ -27,7 +32,7 @@ On 124 real alerts of 2021-11-22 from Fink's science stage:
 >>> rows = df.select("t2", "t2_status", "t2_class", "most_probable").collect()
 >>> len(rows)
 124
->>> sorted(rows[0].t2) == sorted(CLASS_NAMES)
+>>> sorted(rows[0].t2) == sorted(ModelRef.default().class_names)
 True
 >>> all(set(r.t2.values()) == {REJECTED} for r in rows if r.t2_status != "ok")
 True
@@ -54,10 +59,6 @@ from fink_t2.runtime.model_ref import ModelRef
 #: UDF input columns, in order, as they appear in a Fink DataFrame
 T2_COLUMNS = ("cjd", "cfid", "cmagpsf", "cisdiffpos", "roid", "cdsxmatch", "candidate.jdstarthist",
               "candidate.ndethist")
-#: the shipped model, resolved once here (``$FINK_T2_MODEL`` or the file in fink_t2/data)
-DEFAULT_MODEL = ModelRef.resolve()
-#: class names of the default model (the model file is the authority: see fink_t2.core.contract)
-CLASS_NAMES = DEFAULT_MODEL.class_names
 
 T2_MAP_TYPE = MapType(StringType(), FloatType())
 T2_RESULT_TYPE = StructType(
@@ -78,7 +79,7 @@ def _run(ref: ModelRef, columns):
 
 def _column_udf(ref: ModelRef | None, return_type, column):
     """A pandas UDF over :data:`T2_COLUMNS` returning ``column(model, classification)`` as a Series."""
-    ref = ref or DEFAULT_MODEL
+    ref = ref or ModelRef.default()
 
     @pandas_udf(return_type)
     def udf(cjd: pd.Series, cfid: pd.Series, cmagpsf: pd.Series, cisdiffpos: pd.Series, roid: pd.Series,
@@ -92,7 +93,7 @@ def _column_udf(ref: ModelRef | None, return_type, column):
 def t2_udf(ref: ModelRef | None = None):
     """The ``t2`` pandas UDF (map class → probability, all -1.0 when rejected by the cuts) of ``ref``'s model.
 
-    Default model: :data:`DEFAULT_MODEL`. The reference travels with the UDF, so every worker runs the file
+    Default model: :meth:`ModelRef.default`, resolved now (on the driver). The reference travels with the UDF, so every worker runs the file
     the driver checked.
     """
     return _column_udf(ref, T2_MAP_TYPE, lambda model, result: as_maps(result.proba, model.class_names))
@@ -112,7 +113,7 @@ def t2_result_udf(ref: ModelRef | None = None):
 
     Same values as ``t2``, ``t2_status`` and ``t2_class`` applied one after the other, in one model run.
     """
-    ref = ref or DEFAULT_MODEL
+    ref = ref or ModelRef.default()
 
     @pandas_udf(T2_RESULT_TYPE)
     def t2_result(cjd: pd.Series, cfid: pd.Series, cmagpsf: pd.Series, cisdiffpos: pd.Series, roid: pd.Series,
@@ -124,10 +125,32 @@ def t2_result_udf(ref: ModelRef | None = None):
     return t2_result
 
 
+class DefaultModelUdf:
+    """A UDF of the default model, chosen when it is applied: ``udf(*T2_COLUMNS)`` resolves
+    :meth:`ModelRef.default` (``$FINK_T2_MODEL``, else the shipped model) on the driver at that call, never at
+    import, and returns the column of ``factory(ref)``. Other attributes (``func``, ``returnType``, ``evalType``,
+    what ``spark.udf.register`` reads) are those of that UDF.
+    """
+
+    def __init__(self, factory, name: str):
+        self.factory, self.__name__ = factory, name
+
+    def __call__(self, *columns):
+        return self.factory(ModelRef.default())(*columns)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.factory(ModelRef.default()), name)
+
+    def __repr__(self) -> str:
+        return f"<fink_t2 UDF {self.__name__} of the default model>"
+
+
 #: the Fink science module with the default model: ``df.withColumn("t2", t2(*T2_COLUMNS))``
-t2 = t2_udf()
+t2 = DefaultModelUdf(t2_udf, "t2")
 #: its class-balanced decision: ``df.withColumn("t2_class", t2_class(*T2_COLUMNS))``
-t2_class = t2_class_udf()
+t2_class = DefaultModelUdf(t2_class_udf, "t2_class")
 
 
 @pandas_udf(StringType())
@@ -153,3 +176,12 @@ def maxclass(t2_map: pd.Series) -> pd.Series:
         return max(items, key=items.get)
 
     return t2_map.map(best)
+
+
+def __getattr__(name: str):
+    """``DEFAULT_MODEL`` (the default :class:`ModelRef`) and ``CLASS_NAMES`` (its classes), resolved at first use."""
+    if name == "DEFAULT_MODEL":
+        return ModelRef.default()
+    if name == "CLASS_NAMES":
+        return ModelRef.default().class_names
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,11 +23,30 @@ import pyarrow.dataset as ds
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from fink_t2.core import cuts
+from fink_t2.core import raw_filter as raw
 from fink_t2.stream.output import SUMMARY_FILE, committed_files, last_processing_run, read_summary
 
 COLUMNS = ["objectId", "candid", "t2", "t2_status", "t2_class", "cjd", "cfid", "cmagpsf", "csigmapsf", "cdiffmaglim"]
 BANDS = {1: ("g", "green"), 2: ("r", "red")}
 TOP_N = 5
+#: what each ``t2_status`` means, in the order the cuts are checked (thresholds: fink_t2.core.cuts, .raw_filter)
+STATUS_MEANING = {
+    cuts.STATUS_OK: "passed every cut: classified by t2 (t2_class set, t2 holds its probabilities)",
+    cuts.STATUS_UNREADABLE: "an input file (or a damaged part of one) that could not be decoded: one row stands for it",
+    cuts.STATUS_BAD_QUALITY: f"raw alert failing Fink's quality cuts (nbad > {raw.MAX_NBAD}, rb < {raw.MIN_RB}, or i band)",
+    cuts.STATUS_BOGUS: f"raw alert whose deep real-bogus score drb is below {raw.MIN_DRB}",
+    cuts.STATUS_PS1_STAR: f"raw alert on a Pan-STARRS1 point source (within {raw.PS1_MAX_DISTANCE_ARCSEC}\", "
+                          f"sgscore1 ≥ {raw.PS1_MIN_SGSCORE}): a variable star",
+    cuts.STATUS_GAIA_STAR: f"raw alert on a Gaia source brighter than G = {raw.GAIA_MAX_MAG} (within "
+                           f"{raw.GAIA_MAX_DISTANCE_ARCSEC}\"): a variable star",
+    cuts.STATUS_NEGATIVE_DIFFERENCE: "raw alert whose detection is a negative difference (isdiffpos f)",
+    cuts.STATUS_MALFORMED: "history arrays (cjd, cfid, cmagpsf) of different lengths",
+    cuts.STATUS_ASTEROID: f"a known solar-system object (roid = {cuts.ASTEROID_ROID})",
+    cuts.STATUS_GALACTIC: "cross-match (cdsxmatch) not compatible with an extragalactic host",
+    cuts.STATUS_TOO_OLD: f"first detected more than {cuts.MAX_AGE_DAYS:g} days before the alert",
+    cuts.STATUS_FEW_DETECTIONS: f"fewer than {cuts.MIN_EPOCHS} epochs of positive g/r detections in the alert's 30 days",
+}
 
 PAGE = Template("""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>fink-t2 report: $name</title>
@@ -38,13 +57,17 @@ td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}img{max-width:100%}
 <span id="classified">$classified</span> classified by t2.</p>
 <h2>Throughput of the last replay that processed alerts</h2><p>$throughput</p>
 <h2>Alerts per status (what each cut rejected)</h2>
-<table id="status"><tr><th>t2_status</th><th>alerts</th></tr>$status_rows</table>
+<p>Every alert gets one <code>t2_status</code>: <code>ok</code> when t2 classified it, else the first cut it
+failed (its <code>t2</code> probabilities are then all −1 and <code>t2_class</code> is empty).</p>
+<table id="status"><tr><th>t2_status</th><th>alerts</th><th>meaning</th></tr>$status_rows</table>
 <h2>Alerts per predicted class</h2>
 <table id="classes"><tr><th>t2_class</th><th>alerts</th></tr>$class_rows</table>
 $counts_img
 <h2>Top probability per class</h2>
 $proba_img
 <h2>Top candidates per class</h2>
+<p>The $top_n objects t2 gives each class with the highest probability: <b>one row per object</b> (its alert with
+the highest probability of that class, when t2 classified several of its alerts), with that alert's g/r light curve.</p>
 $candidates
 </body></html>
 """)
@@ -120,21 +143,23 @@ def write_report(output_dir, html_path=None, top_n: int = TOP_N) -> dict:
     classes = list(next((m for m in df.t2 if m), {})) or sorted(df.t2_class.dropna().unique())
     status = {k: int(v) for k, v in df.t2_status.fillna("null").value_counts().sort_index().items()}
     per_class = {c: int((df.t2_class == c).sum()) for c in classes}
-    rows = lambda counts, attr: "".join(
-        f'<tr data-{attr}="{html.escape(k)}"><td>{html.escape(k)}</td><td>{v}</td></tr>' for k, v in counts.items()
+    rows = lambda counts, attr, meaning=None: "".join(
+        f'<tr data-{attr}="{html.escape(k)}"><td>{html.escape(k)}</td><td>{v}</td>'
+        + (f'<td style="text-align:left">{html.escape(meaning.get(k, ""))}</td>' if meaning is not None else "")
+        + "</tr>" for k, v in counts.items()
     )
 
     fig = Figure(figsize=(11, 3.2))
-    for ax, counts, title in zip(fig.subplots(1, 2), (status, per_class), ("alerts per t2_status", "alerts per t2_class")):
+    for ax, counts, name in zip(fig.subplots(1, 2), (status, per_class), ("t2_status", "t2_class")):
         ax.barh(list(counts), list(counts.values()), color="steelblue")
-        ax.set(title=title, xlabel="alerts")
+        ax.set(title=f"alerts per {name}", xlabel="alerts", ylabel=name)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     counts_img = _png(fig, png("counts"))
 
     fig = Figure(figsize=(3 * max(len(classes), 1), 2.8))
     for ax, cls in zip(np.atleast_1d(fig.subplots(1, max(len(classes), 1), sharey=True)), classes):
         ax.hist(df.proba[df.t2_class == cls], bins=np.linspace(0, 1, 21), color="darkorange")
-        ax.set(title=f"{cls} ({per_class[cls]})", xlabel="top probability")
+        ax.set(title=f"{cls} ({per_class[cls]})", xlabel=f"p({cls}) of its alerts", ylabel="alerts")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     proba_img = _png(fig, png("probabilities"))
 
@@ -160,8 +185,8 @@ def write_report(output_dir, html_path=None, top_n: int = TOP_N) -> dict:
     run = read_summary(output_dir)
     page = PAGE.substitute(
         name=html.escape(output_dir.resolve().name), output=html.escape(str(output_dir.resolve())), total=len(df),
-        classified=int(df.t2_class.notna().sum()), throughput=throughput_text(run), status_rows=rows(status, "status"),
-        class_rows=rows(per_class, "class"), counts_img=counts_img, proba_img=proba_img, candidates="\n".join(sections),
+        classified=int(df.t2_class.notna().sum()), throughput=throughput_text(run), status_rows=rows(status, "status", STATUS_MEANING),
+        class_rows=rows(per_class, "class"), counts_img=counts_img, proba_img=proba_img, candidates="\n".join(sections), top_n=top_n,
     )
     html_path.write_text(page, encoding="utf-8")
     return {"html": str(html_path), "alerts": len(df), "t2_status": status, "t2_class": per_class, "run": run}

@@ -21,8 +21,8 @@ from fink_t2.paths import SAMPLE_NIGHT
 from fink_t2.processor import DEFAULT_MODEL, T2_COLUMNS
 from fink_t2.runtime.inference import load_model
 from fink_t2.runtime.model_ref import DEFAULT_MODEL_PATH
-from fink_t2.stream.output import RUN_MARKER, UNREADABLE_DIR
-from fink_t2.stream.replay import replay
+from fink_t2.stream.output import RUN_MARKER, SPARK_LOG, SUMMARY_FILE, UNREADABLE_DIR
+from fink_t2.stream.replay import NoAlertError, replay
 
 
 def _output(spark, path):
@@ -92,6 +92,11 @@ def test_cli_replay_prints_a_summary(sample_night, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout)
     assert summary["alerts_in_output"] == 124 and summary["alerts_per_s"] > 0
+    # stderr holds only the replay's own lines: Spark's banner, its WARN lines and LiteRT's INFO line of each
+    # Python worker went to the output's log (tests/test_cli.py: --verbose brings them back)
+    assert [line for line in proc.stderr.splitlines() if not line.startswith("fink-t2: batch ")] == []
+    log = (tmp_path / "o" / SPARK_LOG).read_text()
+    assert "Using Spark's default log4j profile" in log and "INFO: Created TensorFlow Lite XNNPACK delegate" in log
 
 
 @pytest.mark.slow
@@ -186,10 +191,20 @@ def test_a_night_with_zero_alerts(spark, tmp_path, kind):
     else:
         night = tmp_path / "ztf_public_20200103.tar.gz"
         night.write_bytes(b"")
-    summary = replay(str(night), str(tmp_path / "out"))
+    out = tmp_path / "out"
+    with pytest.raises(NoAlertError, match="holds no alert") as refused:  # a first run: fink-t2 replay exits 1
+        replay(str(night), str(out))
+    summary = refused.value.summary
+    if kind == "empty folder":  # refused before anything is written
+        assert summary is None and not out.exists()
+        return
     assert summary["classified"] == 0 and summary["rejected_by_cuts"] == {}
+    assert json.loads((out / SUMMARY_FILE).read_text()) == summary
     if kind == "zero-byte tarball":  # an unreadable file: one row, kept aside
         assert summary["alerts_in_output"] == summary["unreadable_files"] == 1
+        assert (out / UNREADABLE_DIR / summary["unreadable"][0]["kept_as"]).is_file()
+        again = replay(str(night), str(out))  # a rerun that finds nothing new is no error
+        assert again["alerts_processed_this_run"] == 0 and again["unreadable"] == summary["unreadable"]
     else:
         assert summary["alerts_in_output"] == summary["unreadable_files"] == 0 and summary["unreadable"] == []
 

@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 import pytest
 
 from fink_t2.cli import main
+from fink_t2.core.cuts import RAW_STATUSES, STATUSES
 from fink_t2.report import load_output, write_report
 from fink_t2.stream.output import SUMMARY_FILE, committed_files
 from fink_t2.stream.replay import replay
@@ -101,3 +102,27 @@ def test_after_a_rerun_with_nothing_new_the_page_shows_the_run_that_processed_th
     (copy / SUMMARY_FILE).write_text(json.dumps(older))
     text = Path(write_report(copy)["html"]).read_text(encoding="utf-8")
     assert re.search(r'<span id="alerts_per_s">([^<]*)</span>', text)[1] == str(summary["alerts_per_s"])
+
+
+def test_the_page_explains_itself_and_labels_every_axis(replayed, tmp_path, monkeypatch):
+    """Each t2_status shown is explained, the candidate tables say (and hold) one row per object, and every axis
+    of every figure has a label."""
+    from fink_t2 import report
+
+    out, _ = replayed
+    figures = []
+    original = report._png
+    monkeypatch.setattr(report, "_png", lambda fig, path: figures.append(fig) or original(fig, path))
+    result = write_report(out, tmp_path / "page.html")
+    text = Path(result["html"]).read_text(encoding="utf-8")
+    meanings = dict(re.findall(r'<tr data-status="([^"]+)"><td>[^<]*</td><td>\d+</td><td[^>]*>([^<]*)</td>', text))
+    assert set(meanings) == set(result["t2_status"]) and all(meanings.values()), meanings
+    assert set(report.STATUS_MEANING) >= set(STATUSES) | set(RAW_STATUSES)
+    assert "one row per object" in text
+    for table in re.findall(r"<h3>[^<]*</h3><table>(.*?)</table>", text, re.S):
+        objects = re.findall(r"<tr><td>(ZTF\w+)</td>", table)
+        assert objects and len(objects) == len(set(objects))
+    axes = [ax for fig in figures for ax in fig.axes if ax.get_visible()]
+    assert len(figures) >= 3 and axes
+    assert all(ax.get_xlabel() and ax.get_ylabel() for ax in axes), [(ax.get_title(), ax.get_xlabel(), ax.get_ylabel())
+                                                                      for ax in axes]

@@ -21,6 +21,7 @@ kept aside, by the task that decodes it.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -80,7 +81,13 @@ def staging_folder(path: str, staging_dir: str) -> Path:
 
 def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")  # hidden: Spark's file source never lists it
-    write(tmp)
+    try:
+        write(tmp)
+    except OSError as err:  # a full disk: an OSError with errno ENOSPC naming the file (pyarrow's may lack both)
+        if err.errno != errno.ENOSPC and "No space left on device" not in str(err):
+            raise
+        tmp.unlink(missing_ok=True)
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp)) from err
     os.replace(tmp, path)
 
 

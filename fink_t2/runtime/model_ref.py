@@ -7,17 +7,23 @@ and picklable, so it travels inside the UDF to the Spark workers. There a worker
 ``SparkContext.addFile``) and the runner refuses a file whose checksum differs, so every worker
 runs exactly the file the driver checked.
 
-The default is the one environment variable ``$FINK_T2_MODEL``, else the shipped model.
+The default is the one environment variable ``$FINK_T2_MODEL``, else the shipped model. It is read
+when a model is first needed, never when a module is imported: :meth:`ModelRef.default` resolves it
+once per file name and process, so a command given an explicit model (``--model``) never touches
+``$FINK_T2_MODEL``, and a process that sets the variable before its first UDF call is obeyed.
 
 >>> ref = ModelRef.resolve()
 >>> ref.path == DEFAULT_MODEL_PATH, ref.class_names
 (True, ('SN Ia', 'SN II', 'SN Ibc', 'Other'))
 >>> len(ref.sha256)
 64
+>>> ModelRef.default() is ModelRef.default() and ModelRef.default() == ref
+True
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -62,6 +68,12 @@ class ModelRef:
             raise FileNotFoundError(f"model {name} does not exist or is not a file")
         return cls(name, file_sha256(name), read_contract(name))
 
+    @classmethod
+    def default(cls) -> "ModelRef":
+        """The default model (``$FINK_T2_MODEL``, else the shipped one), resolved at the first call for that
+        file name and reused after: what the Fink UDFs run when given no reference."""
+        return _resolved(os.path.abspath(os.environ.get(MODEL_ENV) or DEFAULT_MODEL_PATH))
+
     def local_path(self) -> str:
         """Where this process can read the file: ``path``, else the copy Spark shipped to this executor."""
         if os.path.isfile(self.path):
@@ -83,3 +95,8 @@ class ModelRef:
         if found != self.sha256:
             raise ModelContractError(f"model {local} has sha256 {found[:12]}…, the driver checked {self.sha256[:12]}…")
         return local
+
+
+@functools.lru_cache(maxsize=None)
+def _resolved(path: str) -> ModelRef:
+    return ModelRef.resolve(path)

@@ -11,7 +11,9 @@
 ``_unreadable/`` (:data:`UNREADABLE_DIR`)
     a copy of every input file that could not be read, listed in ``index.json`` (:func:`keep_aside`);
 ``_fink_t2_summary.json`` (:data:`SUMMARY_FILE`)
-    the counts of the last run (:func:`summarize`, :func:`write_summary`, :func:`read_summary`).
+    the counts of the last run (:func:`summarize`, :func:`write_summary`, :func:`read_summary`);
+``_fink_t2_spark.log`` (:data:`SPARK_LOG`)
+    what the JVM of each run printed (Spark's log, the Python workers' stderr), unless ``--verbose``.
 
 The sink's log holds one file per committed batch (``0``, ``1``, ..., every tenth compacted
 into ``N.compact`` with all earlier entries): a ``v1`` line, then one JSON entry per file written.
@@ -30,6 +32,7 @@ into ``N.compact`` with all earlier entries): a ``v1`` line, then one JSON entry
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import logging
 import os
@@ -55,6 +58,10 @@ UNREADABLE_DIR = "_unreadable"
 MAX_KEPT_BYTES = 64 * 2**20
 #: counts of the last run, read by fink-t2 report
 SUMMARY_FILE = "_fink_t2_summary.json"
+#: what the JVM of a replay printed (appended run after run), unless the replay is verbose
+SPARK_LOG = "_fink_t2_spark.log"
+#: how a full disk shows in an error that crossed from the JVM (no errno left by then)
+DISK_FULL_TEXT = "No space left on device"
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -90,6 +97,30 @@ def claim_output(output: str, source: str, model: str) -> None:
     os.makedirs(output, exist_ok=True)
     run = {"input": source, "model": model, "model_sha256": file_sha256(model), "created_utc": _now_utc()}
     _write_atomically(marker, json.dumps(run, indent=2))
+
+
+def disk_full_folder(err: BaseException, output: str) -> str | None:
+    """The folder a "no space left on device" error was writing to, None for another error.
+
+    ``err`` or an error it was raised from is an OSError with ``errno.ENOSPC`` (its ``filename``'s folder, e.g. the
+    staging's, else ``output``), or says so in its text (an error of Spark's own writers: ``output``).
+
+    >>> import errno
+    >>> disk_full_folder(OSError(errno.ENOSPC, "No space left on device", "/out/_staging/n/.c.tmp"), "/out")
+    '/out/_staging/n'
+    >>> disk_full_folder(RuntimeError("Job aborted ... java.io.IOException: No space left on device"), "/out")
+    '/out'
+    >>> disk_full_folder(ValueError("other"), "/out") is None
+    True
+    """
+    seen = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return os.path.dirname(os.path.abspath(seen.filename)) if seen.filename else output
+        if DISK_FULL_TEXT in str(seen):
+            return output
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def local_path(uri: str) -> str | None:

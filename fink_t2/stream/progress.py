@@ -62,6 +62,12 @@ class BatchLog(StreamingQueryListener):
         self.query_id = None
         self.alerts = 0
         self._lock = threading.Lock()
+        self._terminated = threading.Event()
+
+    def wait_terminated(self, timeout: float = 10.0) -> bool:
+        """Wait until Spark delivered the query's termination event to this listener (its last event): removed
+        before, the listener may still be called from the JVM while Python exits, which logs a Java ERROR."""
+        return self._terminated.wait(timeout)
 
     def batch(self, batch_id: int, rows: int, duration_ms: float, unreadable: int) -> None:
         with self._lock:
@@ -97,4 +103,5 @@ class BatchLog(StreamingQueryListener):
         pass
 
     def onQueryTerminated(self, event) -> None:
-        pass
+        if self.query_id is None or str(event.id) == self.query_id:
+            self._terminated.set()

@@ -34,7 +34,10 @@ from fink_t2.runtime import gpu
 from fink_t2.runtime.model_ref import ModelRef
 from fink_t2.stream.output import (
     CHECKPOINT_DIR,
+    SPARK_LOG,
     STAGING_DIR,
+    SUMMARY_FILE,
+    UNREADABLE_DIR,
     claim_output,
     count_output,
     keep_aside,
@@ -43,7 +46,7 @@ from fink_t2.stream.output import (
     write_summary,
 )
 from fink_t2.stream.progress import BATCH_METRICS, BatchLog, StagingBar
-from fink_t2.stream.spark import replay_session
+from fink_t2.stream.spark import check_java, java_needed, replay_session
 
 _LOG = logging.getLogger(__name__)
 
@@ -84,12 +87,38 @@ def with_t2(df: DataFrame, model: ModelRef | None = None) -> DataFrame:
     return result.drop("raw_filter") if "raw_filter" in df.columns else result
 
 
+class NoAlertError(RuntimeError):
+    """A first replay into an output found no alert in its input (``fink-t2 replay`` exits 1 with this line).
+
+    ``summary``: the run's summary (None when nothing was written: an empty input folder).
+    """
+
+    def __init__(self, message: str, summary: dict | None = None):
+        super().__init__(message)
+        self.summary = summary
+
+
+def is_empty_folder(path: str) -> bool:
+    """Whether ``path`` is a folder holding no file nor folder (hidden ones aside)."""
+    return os.path.isdir(path) and not any(not name.startswith(".") for name in os.listdir(path))
+
+
 def input_format(path: str) -> str:
     """``detect_format``, except that an empty folder is a night with zero alerts (read as an Avro folder)."""
-    if os.path.isdir(path) and not any(not name.startswith(".") for name in os.listdir(path)):
-        _LOG.warning("fink-t2: %s is empty: a night with zero alerts", path)
+    if is_empty_folder(path):
         return "avro_dir"
     return detect_format(path)
+
+
+def check_first_run_has_alerts(path: str, output: str, summary: dict | None) -> None:
+    """Raise :class:`NoAlertError` when the first run into ``output`` found no alert in ``path``: an empty folder
+    (``summary`` None: checked before anything is written), or only unreadable inputs (kept aside by then)."""
+    if summary is None:
+        raise NoAlertError(f"{path} holds no alert: the folder is empty")
+    if summary["classified"] + sum(summary["rejected_by_cuts"].values()) == 0:
+        kept = f"; kept in {os.path.join(output, UNREADABLE_DIR)}" if summary["unreadable"] else ""
+        raise NoAlertError(f"{path} holds no alert: {summary['unreadable_files']} unreadable input file(s){kept} "
+                           f"(see {os.path.join(output, SUMMARY_FILE)})", summary)
 
 
 def check_model(model: str | None = None) -> ModelRef:
@@ -113,6 +142,7 @@ def replay(
     path: str, output: str, master: str | None = None, max_files_per_trigger: int | None = None, model: str | None = None,
     device: str = "auto",
     progress: bool = True,
+    verbose: bool = False,
 ) -> dict:
     """Replay a night through t2 with Structured Streaming into parquet at ``output``.
 
@@ -120,8 +150,12 @@ def replay(
     written, the input, the model (``model``, else $FINK_T2_MODEL, else the shipped one) and the
     output folder (see :func:`fink_t2.stream.output.claim_output`) are checked; a problem raises ValueError
     or FileNotFoundError. ``device`` (auto, cpu, gpu) is the workers' choice of backend (:mod:`fink_t2.runtime.gpu`);
-    ``gpu`` on a local master is checked here first (ValueError: no usable GPU). ``progress``: print the
-    staging bar and one line per micro-batch on stderr.
+    ``gpu`` on a local master is checked here first (ValueError: no usable GPU). Java is checked then
+    (:class:`fink_t2.stream.spark.JavaNotFoundError`), still before anything is written. ``progress``: print the
+    staging bar and one line per micro-batch on stderr. ``verbose``: the JVM this call starts prints on the
+    terminal; else into ``OUTPUT/_fink_t2_spark.log``. The first run into ``output`` raises
+    :class:`NoAlertError` when the input holds no alert (an empty folder: before anything is written; only
+    unreadable files: once they are kept aside and the summary written).
     """
     fmt = input_format(path)
     ref = check_model(model)
@@ -129,12 +163,17 @@ def replay(
     if device == "gpu" and (master or os.environ.get("SPARK_MASTER") or "local").startswith("local"):
         gpu.choose_model(ref, "gpu")  # the workers run on this machine: fail before Spark starts
     output = os.path.abspath(output)
+    first_run = read_summary(output) is None
+    if java_needed():
+        check_java()
+    if first_run and is_empty_folder(path):
+        check_first_run_has_alerts(path, output, None)
     claim_output(output, path, ref.path)
     start, started_at = time.perf_counter(), time.time()
     stager = Stager(path, os.path.join(output, STAGING_DIR)) if fmt == "tarball" else None
     source, fmt = (str(stager.folder), "staged") if stager else (path, fmt)
     unlisted = [] if stager else empty_files(path, fmt)
-    spark = replay_session(master)
+    spark = replay_session(master, log_file=None if verbose else os.path.join(output, SPARK_LOG))
     reader = spark.readStream
     if stager is not None:  # a chunk is deleted once its batch is committed: staging disk stays bounded
         reader = reader.option("cleanSource", "delete")
@@ -166,6 +205,7 @@ def replay(
     finally:
         if query.isActive:
             query.stop()
+        log.wait_terminated()  # no event left for the listener once it is removed (else a Java ERROR at exit)
         spark.streams.removeListener(log)
     wall = time.perf_counter() - start
     summary = summarize(spark, output, before, wall, previous=read_summary(output))
@@ -177,6 +217,8 @@ def replay(
     write_summary(output, summary)  # read by fink-t2 report
     if stager is not None:  # every chunk is processed and committed: what the stream left of them goes
         stager.remove_chunks()
+    if first_run:
+        check_first_run_has_alerts(path, output, summary)
     return summary
 
 
