@@ -100,8 +100,12 @@ def provenance(model_path: str | None = None) -> dict:
            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                        "python": platform.python_version()}}
     if model_path:
-        out["model_sha256"] = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()
+        out["model_sha256"] = sha256(model_path)
     return out
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def versions(names) -> dict:
