@@ -36,7 +36,7 @@ RERUN = {
                          "--output docs/bench_local2.json",
     "night_scale.json": "python scripts/bench_night.py",
     "compression.json": "python scripts/compression_table.py",
-    "gpu_check.json": "bash scripts/gpu_check.sh (on a GPU machine; then copy its gpu_check.json to docs/)",
+    "gpu_check.json": "bash scripts/gpu_check.sh",
     "bench_variants.json": "python scripts/bench_variants.py",
 }
 
@@ -74,8 +74,10 @@ def markdown(files: dict, shipped: str, install: list[str]) -> str:
     ]
     for name, data in files.items():
         recorded = data.get("command") or data.get("meta", {}).get("command")
-        rerun = RERUN.get(name, "an experiment: see its command")
-        out.append(f"| `{name}` | `{rerun}` | {f'`{recorded}`' if recorded else 'not recorded'} |")
+        rerun = f"`{RERUN[name]}`" if name in RERUN else "an experiment: its own command"
+        if name == "gpu_check.json":
+            rerun += " on a GPU machine (its `build/gpu_check/gpu_check.json` copied to docs/), then `python scripts/gpu_report.py`"
+        out.append(f"| `{name}` | {rerun} | {f'`{recorded}`' if recorded else 'not recorded'} |")
     out += [
         "",
         "Both stacks, then this page (the Fink stack is the venv `.ci/run` builds third, from "
@@ -119,7 +121,7 @@ def markdown(files: dict, shipped: str, install: list[str]) -> str:
     if "bench_modules_fink_stack.json" in files:
         out += ["## What the Fink-stack figures measured", "", *stack_finding(files["bench_modules_fink_stack.json"], files), ""]
     if "bench_modules.json" in files and files["bench_modules.json"].get("micro"):
-        out += ["## Micro-benchmarks (`bench_modules.json` → `micro`)", "", *micro(files["bench_modules.json"]), ""]
+        out += ["## Micro-benchmarks (`bench_modules.json` → `micro`)", "", *micro(files["bench_modules.json"], shipped), ""]
     if "bench_local2.json" in files:
         runs = files["bench_local2.json"]["local_1_vs_2"]
         one, two = runs["local[1]"]["alerts_per_second"], runs["local[2]"]["alerts_per_second"]
