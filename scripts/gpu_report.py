@@ -178,7 +178,8 @@ def markdown(d: dict, shipped: str) -> str:
     spark = d.get("spark_replay", {})
     not_measured = [f"- **The Spark GPU-scheduled replay on the GPU**: `gpu_check.sh` recorded `{spark['skipped']}`. What "
                     "each task runs under Spark's GPU scheduling is tested only without a GPU (`tests/test_deploy.py`, "
-                    "fake discovery script: every task falls back to the CPU with one line per worker)."] if "skipped" in spark else []
+                    "fake discovery script: every task falls back to the CPU with one line per worker). Run `bash scripts/gpu_check.sh` "
+                    "on a GPU machine with Java 17 and pyspark to fill `spark_replay` in."] if "skipped" in spark else []
     if d["routes"].get("onnxruntime-cuda") != "ok":
         not_measured.append("- **ONNX Runtime's CUDA provider**: not usable in the run (`routes` in the JSON); its code "
                             "path (`T2OnnxRuntimeModel`) is tested with the CPU provider only.")
