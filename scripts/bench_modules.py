@@ -12,50 +12,41 @@ building, inference and Arrow batch sizes, float model, load time, worker memory
 
 SuperNNova (``snn_snia_vs_nonia``) needs numpy < 2: it is timed beside t2 in Fink's own stack, the venv
 ``.ci/run`` builds from ``constraints/fink-production.txt`` (docs/performance.md), with
-``--modules t2,t2+status,nalerthist,roid,snn_snia_vs_nonia``.
+``--modules t2,t2+status,nalerthist,roid,snn_snia_vs_nonia``. Every module gets the same conditions: the
+thread pools of the Spark workers are pinned to ``--threads`` (default 1, so torch's SuperNNova uses one core
+as t2 does; 0 leaves each library's default), and the modules are timed in turn, round after round, so a
+change of load meets them all. The JSON records the load average before and after each volume and the
+thread settings of the driver and of a Python worker after the modules ran (scripts/bench_conditions.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
 import json
-import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
 
+from bench_conditions import conditions, load_average, pin_threads, provenance, versions, worker_threads
+from bench_micro import micro_benchmarks, rate, row
 from pyspark.sql import functions as F
 
-from fink_t2.alerts import decode_avro_bytes, iter_alert_tables
+from fink_t2.alerts import iter_alert_tables
 from fink_t2.alerts.binaryfile import load_alerts
-from fink_t2.core.sequences import build_sequences
 from fink_t2.fink_modules import FINK_MODULES
-from fink_t2.paths import SAMPLE_NIGHT, SHARED_DATA
+from fink_t2.paths import SAMPLE_NIGHT
 from fink_t2.processor import T2_COLUMNS, t2
 from fink_t2.runtime import inference
 from fink_t2.runtime.model_ref import DEFAULT_MODEL_PATH
 from fink_t2.stream.replay import with_t2
 from fink_t2.stream.spark import get_spark
-
-
-def timed(fn, repeats: int) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs, after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def replicate(df, n_alerts: int):
@@ -114,74 +105,41 @@ def cuts_passed(df, modules) -> dict:
 
 def stack() -> dict:
     """Versions of what is timed: Spark, pandas, numpy, pyarrow, the TFLite runtime, SuperNNova's."""
-    from importlib.metadata import distributions
-
-    names = {"pyspark", "pandas", "numpy", "pyarrow", "ai-edge-litert", "tensorflow", "fink-science", "supernnova", "torch"}
-    return dict(sorted((d.metadata["Name"].lower(), d.version) for d in distributions() if d.metadata["Name"].lower() in names))
+    return versions(["pyspark", "pandas", "numpy", "pyarrow", "ai-edge-litert", "tensorflow", "fink-science",
+                     "supernnova", "torch"])
 
 
-def module_rate(df, name: str, n: int, repeats: int) -> dict:
+def module_call(df, name: str):
+    """A function that runs module ``name`` on every alert of ``df`` and brings the result to the driver."""
+    if name == "t2+status":  # what the replay writes: t2 map, t2_status, t2_class
+        return lambda: with_t2(df).select("t2", "t2_status", "t2_class").toPandas()
     if name == "t2":
         column = t2(*T2_COLUMNS)
-    elif name == "t2+status":  # what the replay writes: t2 map, t2_status, t2_class
-        return _rate(lambda: with_t2(df).select("t2", "t2_status", "t2_class").toPandas(), n, repeats)
     else:
         module = FINK_MODULES[name]
         column = module.udf()(*[F.col(c) for c in module.columns], *[F.lit(v) for v in module.literals])
-    return _rate(lambda: df.select(column.alias("out")).toPandas(), n, repeats)
+    return lambda: df.select(column.alias("out")).toPandas()
 
 
-def _rate(fn, n, repeats):
-    seconds = timed(fn, repeats)
-    return {"alerts": n, "seconds": round(seconds, 4), "alerts_per_second_per_core": round(n / seconds, 1)}
+def module_rate(df, name: str, n: int, repeats: int) -> dict:
+    return rate(module_call(df, name), n, repeats)
 
 
-def avro_decode_rate(repeats: int) -> dict:
-    files = sorted(glob.glob(os.path.join(SHARED_DATA, "ztf_alerts", "night_20200101_avro", "*.avro")))
-    blobs = [Path(f).read_bytes() for f in files]
-    n = sum(len(decode_avro_bytes(b)) for b in blobs)
-    return _rate(lambda: [decode_avro_bytes(b) for b in blobs], n, repeats)
+def rotated_rates(df, names, n: int, repeats: int) -> dict:
+    """Each module once to warm up, then ``repeats`` rounds over all of them in turn; median per module.
 
-
-def sequence_rate(alerts: pd.DataFrame, n: int, repeats: int) -> dict:
-    reps = -(-n // len(alerts))
-    cols = {c: list(alerts[c]) * reps for c in ("cjd", "cfid", "cmagpsf", "cisdiffpos", "jdstarthist", "ndethist")}
-    now = [a[-1] for a in cols["cjd"][:n]]
-    return _rate(lambda: build_sequences(cols["cjd"][:n], cols["cfid"][:n], cols["cmagpsf"][:n], cols["cisdiffpos"][:n],
-                                         now, cols["jdstarthist"][:n], cols["ndethist"][:n]), n, repeats)
-
-
-def inference_sweep(model_path: str, sizes, repeats: int) -> dict:
-    model = inference.T2Model(model_path)
-    rng = np.random.default_rng(0)
-    out = {}
-    for size in sizes:
-        x = rng.uniform(0, 1, (max(size, 2048 if size < 2048 else size), *model.input_shape)).astype(np.float32)
-        out[str(size)] = _rate(lambda x=x, size=size: model.predict(x, chunk_size=size), len(x), repeats)
-    return out
-
-
-def load_time(path: str, repeats: int) -> float:
-    return round(timed(lambda: inference.T2Model(path), repeats), 5)
-
-
-def worker_peak_memory_mb(df) -> float:
-    from pyspark.sql.functions import pandas_udf
-
-    @pandas_udf("double")
-    def peak(cjd: pd.Series, cfid: pd.Series, cmagpsf: pd.Series, cisdiffpos: pd.Series, roid: pd.Series,
-             cdsxmatch: pd.Series, jdstarthist: pd.Series, ndethist: pd.Series) -> pd.Series:
-        import resource
-
-        from fink_t2.core.classifier import classify_columns
-        from fink_t2.processor import DEFAULT_MODEL
-        from fink_t2.runtime.gpu import model_for_task
-
-        classify_columns(cjd, cfid, cmagpsf, cisdiffpos, roid, cdsxmatch, jdstarthist, ndethist,
-                         model_for_task(DEFAULT_MODEL))
-        return pd.Series([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0] * len(cjd))
-
-    return float(df.select(peak(*T2_COLUMNS).alias("m")).toPandas()["m"].max())
+    Modules compared in one run thus meet the same load: a busy minute slows a round, not one module.
+    """
+    runs = {name: module_call(df, name) for name in names}
+    for run in runs.values():
+        run()
+    times = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: row(n, statistics.median(t)) for name, t in times.items()}
 
 
 def main(argv=None) -> dict:
@@ -195,36 +153,42 @@ def main(argv=None) -> dict:
                         help="also time t2 (all pass, largest volume) under local[1] and local[2] sessions")
     parser.add_argument("--no-micro", action="store_true", help="modules only (e.g. in the SuperNNova venv)")
     parser.add_argument("--sizes", default=None, help="comma-separated volumes (default 1000,10000,100000)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads of every library's pool in Spark's workers (torch, OpenMP, BLAS); 0: defaults")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in (args.sizes or ("1000" if args.quick else "1000,10000,100000")).split(",")]
     repeats = 1 if args.quick else 3
     modules = args.modules.split(",")
+    pin_threads(args.threads)  # before Spark starts: its JVM and Python workers inherit the environment
 
     spark = get_spark("local[1]", app_name="fink-t2-bench")
     base = load_alerts(spark, SAMPLE_NIGHT).drop("source_file").cache()
     alerts = pd.concat([t.to_pandas() for t in iter_alert_tables(SAMPLE_NIGHT)], ignore_index=True)
     result = {
-        "method": "Spark local[1], Arrow on, input cached, select(module).toPandas(), median of "
-                  f"{repeats} after a warm-up; volume = 124 real alerts of 2021-11-22 replicated",
+        "method": "Spark local[1], Arrow on, input cached, select(module).toPandas(), a warm-up then the median of "
+                  f"{repeats} rounds over the modules in turn; volume = 124 real alerts of 2021-11-22 replicated",
         "command": " ".join(["python", "scripts/bench_modules.py", *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "python": platform.python_version()},
+        "when_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), **provenance(DEFAULT_MODEL_PATH),
         "stack": {**stack(), "tflite_runtime": inference.T2Model(DEFAULT_MODEL_PATH).interpreter_name},
-        "realistic": {}, "all_pass": {}, "micro": {},
+        "threads_pinned": args.threads, "conditions_before": conditions(spark),
+        "realistic": {}, "all_pass": {}, "load_by_size": {}, "micro": {},
     }
     for n in sizes:
         df = replicate(base, n)
         df.count()
         passing = replicate(all_pass(base), n)
         passing.count()
-        result["realistic"][str(n)] = {m: module_rate(df, m, n, repeats) for m in modules}
+        load = load_average()
+        result["realistic"][str(n)] = rotated_rates(df, modules, n, repeats)
         if n == sizes[0]:
             result["all_pass_cuts_passed"] = cuts_passed(passing, modules)
             assert all(v == 1.0 for v in result["all_pass_cuts_passed"].values()), result["all_pass_cuts_passed"]
-        result["all_pass"][str(n)] = {m: module_rate(passing, m, n, repeats) for m in modules if m in WITH_CUTS}
+        result["all_pass"][str(n)] = rotated_rates(passing, [m for m in modules if m in WITH_CUTS], n, repeats)
+        result["load_by_size"][str(n)] = {"before": load, "after": load_average()}
         print(json.dumps({n: {m: v["alerts_per_second_per_core"] for m, v in result["realistic"][str(n)].items()}}))
         if n != sizes[-1]:
             df.unpersist(), passing.unpersist()
+    result["python_worker_threads"] = worker_threads(spark)
     largest = str(sizes[-1])
     result["modules"] = {m: {"alerts_per_second_per_core": v["alerts_per_second_per_core"]}
                          for m, v in result["realistic"][largest].items()}
@@ -232,38 +196,20 @@ def main(argv=None) -> dict:
         result["modules"][m + " (all pass)"] = {"alerts_per_second_per_core": v["alerts_per_second_per_core"]}
 
     if not args.no_micro:
-        micro_benchmarks(result["micro"], spark, alerts, passing, int(largest), args.quick, repeats)
+        micro_benchmarks(result["micro"], spark, alerts, passing, int(largest), args.quick, repeats,
+                         lambda df: module_call(df, "t2"))
+    result["conditions_after"] = conditions(spark)
 
     if args.local2:
         spark.stop()
         result["local_1_vs_2"] = {f"local[{k}]": parallel_rate(k, int(largest), repeats) for k in (1, 2)}
 
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=1))
+    Path(args.output).write_text(json.dumps(result, indent=1) + "\n")
     if args.chart:
         bar_chart(result["modules"], args.chart)
     print(json.dumps(result["modules"], indent=1))
     return result
-
-
-def micro_benchmarks(micro: dict, spark, alerts, passing, n: int, quick: bool, repeats: int) -> None:
-    micro["avro_decode"] = avro_decode_rate(repeats)
-    micro["sequence_building"] = sequence_rate(alerts, 10_000 if quick else 100_000, repeats)
-    model_path = DEFAULT_MODEL_PATH
-    micro["inference_batch_size"] = inference_sweep(
-        model_path, [1, 4, 64, 1024] if quick else [1, 4, 16, 64, 256, 1024, 4096, 8192], repeats)
-    micro["model_load_seconds"] = load_time(model_path, repeats)
-    float_model = REPO / "build" / "model" / "t2_float.tflite"
-    if float_model.is_file():
-        micro["float_tflite_inference_1024"] = inference_sweep(str(float_model), [1024], repeats)["1024"]
-        micro["float_tflite_load_seconds"] = load_time(str(float_model), repeats)
-    arrow = {}
-    for records in ([1000, 10000] if quick else [100, 1000, 10000]):
-        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(records))
-        arrow[str(records)] = module_rate(passing, "t2", n, repeats)
-    spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
-    micro["arrow_max_records_per_batch_all_pass"] = arrow
-    micro["python_worker_peak_rss_mb_all_pass"] = worker_peak_memory_mb(passing)
 
 
 def parallel_rate(cores: int, n: int, repeats: int) -> dict:
@@ -272,10 +218,12 @@ def parallel_rate(cores: int, n: int, repeats: int) -> dict:
     base = load_alerts(spark, SAMPLE_NIGHT).drop("source_file").cache()
     passing = replicate(all_pass(base), n).repartition(cores).cache()
     passing.count()
+    load = load_average()
     row = module_rate(passing, "t2", n, repeats)
     spark.stop()
     return {"alerts_per_second": row["alerts_per_second_per_core"],
-            "alerts_per_second_per_core": round(row["alerts_per_second_per_core"] / cores, 1)}
+            "alerts_per_second_per_core": round(row["alerts_per_second_per_core"] / cores, 1),
+            "load_average_before": load, "load_average_after": load_average()}
 
 
 def bar_chart(modules: dict, path: str) -> None:

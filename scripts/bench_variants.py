@@ -23,6 +23,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from bench_conditions import conditions, pin_threads, provenance, sha256
 
 from fink_t2.paths import SHARED_DATA
 from fink_t2.runtime.inference import MAX_CHUNK
@@ -89,22 +92,27 @@ def main(argv=None):
     parser.add_argument("--alerts", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
+    pin_threads(1)  # LiteRT and TensorFlow are also given one thread below; this covers the BLAS/OpenMP pools
     x = real_inputs(args.alerts)
     folder = Path(args.variants_dir)
     result = {"command": " ".join(["python", "scripts/bench_variants.py", *(argv or sys.argv[1:])]),
-              "alerts": args.alerts, "runtime_chunk": MAX_CHUNK, "variants": {}}
+              "when_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), **provenance(),
+              "conditions_before": conditions(), "alerts": args.alerts, "runtime_chunk": MAX_CHUNK, "variants": {}}
     for chunk in (MAX_CHUNK, 1024):
         for name in VARIANTS:
             path = folder / name
             if path.is_file():
                 row = rate(litert_runner, str(path), chunk, x, args.repeats)
-                result["variants"].setdefault(name, {"bytes": path.stat().st_size})[f"chunk_{chunk}"] = row
+                entry = result["variants"].setdefault(name, {"bytes": path.stat().st_size,
+                                                             "sha256": sha256(path)})
+                entry[f"chunk_{chunk}"] = row
         saved = folder / "t2_savedmodel"
         if saved.is_dir():
             row = rate(savedmodel_runner, str(saved), chunk, x, args.repeats)
             size = sum(f.stat().st_size for f in saved.rglob("*") if f.is_file())
             result["variants"].setdefault("t2_savedmodel (TensorFlow)", {"bytes": size})[f"chunk_{chunk}"] = row
-    Path(args.output).write_text(json.dumps(result, indent=1))
+    result["conditions_after"] = conditions()
+    Path(args.output).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
 
 

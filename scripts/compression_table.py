@@ -35,8 +35,10 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tensorflow as tf
+from bench_conditions import conditions
 
 from fink_t2.core.contract import make_contract
 from fink_t2.core.sequences import CHANNELS, SEQUENCE_LENGTH
@@ -159,7 +161,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         f"Quality on the alert views of the {meta['n_objects']} BTS objects the float model never trained on "
         f"(its early-stopping hold-out; {meta['n_views']} views, objects weighted equally; class prior's log-loss "
         f"{meta['prior_log_loss']:.4f}). Timings on one CPU thread of {meta['cpu']}, measured as CPU "
-        "time of the process (the machine was shared with other jobs): single-alert latency = median CPU time of a "
+        f"time of the process ({_load_note(meta)}): single-alert latency = median CPU time of a "
         "batch-1 call; throughput = alerts per CPU-second (TFLite: the runner's chunks of "
         f"{meta['chunk']} alerts; float formats: batches of {BATCH}); load = wall time to a first prediction. "
         "×SM = float SavedModel directory bytes / file bytes. Δ log-loss vs the float SavedModel. "
@@ -220,6 +222,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     tf.config.threading.set_intra_op_parallelism_threads(1)  # every timing on one thread
     tf.config.threading.set_inter_op_parallelism_threads(1)
+    before = conditions()
     out_dir = Path(args.out_dir or ("build/quick_docs" if args.quick else "docs"))
     compress_dir = Path(args.compress_dir or (C.OUT_DIR + "_quick" if args.quick else C.OUT_DIR))
     max_objects = 150 if args.quick else None
@@ -257,12 +260,21 @@ def main(argv=None) -> dict:
             "buckets": bucket_names(), "max_objects": max_objects,
             "float_savedmodel_bytes": sizes(compress_dir / C.VARIANTS["savedmodel"][0])[0],
             "cpu": _cpu_name(), "tensorflow": tf.__version__, "shipped_variant": shipped,
-            "shipped_file_bytes": Path("fink_t2/data/t2.tflite").stat().st_size}
+            "shipped_file_bytes": Path("fink_t2/data/t2.tflite").stat().st_size,
+            "conditions_before": before, "conditions_after": conditions()}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "compression.json").write_text(json.dumps({"meta": meta, "variants": rows}, indent=1) + "\n")
     (out_dir / "compression.md").write_text(markdown(rows, meta))
     print(f"wrote {out_dir / 'compression.md'} and {out_dir / 'compression.json'}")
     return {"meta": meta, "variants": rows}
+
+
+def _load_note(meta: dict) -> str:
+    """The load the timings ran under, where the run recorded it (older runs did not)."""
+    if "conditions_before" not in meta:
+        return "the machine was shared with other jobs"
+    before, after = (meta[k]["load_average_1_5_15"][0] for k in ("conditions_before", "conditions_after"))
+    return f"load average {before} before and {after} after the run, on {meta['conditions_before']['cores']} cores"
 
 
 def _cpu_name() -> str:

@@ -30,6 +30,9 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_conditions import conditions
 
 from fink_t2.alerts import iter_alert_tables
 from fink_t2.core.classifier import classify_columns
@@ -232,10 +235,11 @@ def main(argv=None) -> dict:
     started = time.time()
     ref = ModelRef.resolve()
     report = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), "model": ref.path,
-              "model_sha256": ref.sha256, **environment()}
+              "model_sha256": ref.sha256, **environment(), "conditions_before": conditions()}
 
     def save():
         report["seconds"] = round(time.time() - started, 1)
+        report["conditions_after"] = conditions()  # load and threads (torch's once a route imported it)
         with open(args.out, "w") as out:
             json.dump(report, out, indent=1, default=str)
 
