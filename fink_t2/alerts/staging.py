@@ -32,7 +32,7 @@ from typing import Callable, Optional
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fink_t2.alerts.binaryfile import MEMBER_CHUNK_SCHEMA, error_rows
+from fink_t2.alerts.layout import MEMBER_CHUNK_SCHEMA, error_rows
 from fink_t2.alerts.sources import FOLDER_GLOBS
 from fink_t2.alerts.tarball import is_alert_member, open_archive
 

@@ -79,6 +79,9 @@ def _numbers(values) -> np.ndarray:
     """Floats with NaN for null or non-numeric values (ZTF writes -999 for "no such source": kept, the rules exclude it)."""
     if hasattr(values, "to_numpy") and not isinstance(values, (pd.Series, np.ndarray)):  # a pyarrow array
         values = values.to_numpy(zero_copy_only=False)
+    values = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
+    if values.dtype.kind in "fiub":  # already numbers (an Arrow column's nulls are NaN): nothing to parse
+        return values.astype(np.float64)
     return pd.to_numeric(pd.Series(np.asarray(values, dtype=object)), errors="coerce").to_numpy(np.float64)
 
 
