@@ -54,8 +54,8 @@ def test_the_result_carries_what_each_caller_needs(night, model):
     assert (result.decision[ok] == output.argmax(axis=1)).all() and (result.decision[~ok] == -1).all()
     assert list(result.label[ok]) == [model.class_names[i] for i in output.argmax(axis=1)]
     assert (result.output[~ok] == REJECTED).all() and (result.proba[~ok] == REJECTED).all()
-    proba, status = result  # unpacks as before
-    assert proba is result.proba and status is result.status
+    proba, status = result  # unpacks and indexes as the (proba, status) pair it was
+    assert proba is result.proba and status is result.status and result[1] is status
     # the cuts, each run once, decide as all of them in one call
     assert (result.status == cut_status(seq.n_epochs, night.roid, night.cdsxmatch, [c[-1] for c in night.cjd],
                                         night.jdstarthist, age=seq.age_days)).all()

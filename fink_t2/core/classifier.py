@@ -57,7 +57,7 @@ NOT_COUNTED = -1
 
 @dataclass
 class Classification:
-    """Everything the core computed for ``n`` alerts; unpacks as ``(proba, status)``.
+    """Everything the core computed for ``n`` alerts; unpacks and indexes as the pair ``(proba, status)``.
 
     ``status``: (n,) ``ok`` or the first cut failed. ``n_detections``: (n,) g/r positive detections in the
     alert's window (:class:`fink_t2.core.sequences.Sequences`), ``NOT_COUNTED`` for an alert the header cuts
@@ -79,6 +79,12 @@ class Classification:
 
     def __iter__(self):
         return iter((self.proba, self.status))
+
+    def __getitem__(self, index):
+        return (self.proba, self.status)[index]
+
+    def __len__(self) -> int:
+        return 2
 
     def reject(self, rows, status: str) -> None:
         """Give ``rows`` the ``status`` and the values of a rejected alert."""
