@@ -28,7 +28,7 @@ from fink_t2.runtime.model_ref import ModelRef
 #: alerts per call on the GPU (a chunk of 16,384 alerts holds ~250 MB of attention weights)
 ONNX_MAX_CHUNK = 16384
 META_SHA = "fink_t2.source_sha256"
-META_CONTRACT = "fink_t2.core.contract"
+META_CONTRACT = "fink_t2.contract"  # the key the shipped t2.onnx carries (a metadata key, not a module path)
 
 
 def onnx_path_for(model_path) -> str:
