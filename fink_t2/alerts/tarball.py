@@ -115,8 +115,9 @@ def tar_members(stream: BinaryIO, fast_gzip: bool = True) -> Iterator[tuple[str,
     What :mod:`tarfile` gives in mode ``r|*`` (ustar, GNU long names, pax paths), with less of its cost per
     member: the header, then the member's bytes read into one buffer (in tarfile's record-sized pieces: an archive cut
     short loses no more than with tarfile), no object per header.
-    Damage raises (:class:`tarfile.ReadError`: a header whose checksum fails, an archive cut inside a member;
-    a decompression error as the decompressor raises it) after the members read before it.
+    Damage raises (:class:`tarfile.ReadError`: an empty file, a header whose checksum fails or that is cut short,
+    an archive cut inside a member; a decompression error as the decompressor raises it) after the members read
+    before it. (tarfile ends quietly at a bad or cut header after the first: here that is damage, reported.)
 
     >>> import io
     >>> buffer = io.BytesIO()
@@ -143,14 +144,18 @@ def tar_members(stream: BinaryIO, fast_gzip: bool = True) -> Iterator[tuple[str,
             raise tarfile.ReadError(f"unexpected end of data ({got} of {n} bytes)")
         return bytes(data)
 
+    first = True
     while True:
         header = plain.read(BLOCK)
+        if not header and first:
+            raise tarfile.ReadError("empty file")  # not even an end-of-archive block: as tarfile says
         if not header:
             return  # the end of the stream between members: an archive without end blocks
         if len(header) < BLOCK:
             raise tarfile.ReadError(f"unexpected end of data ({len(header)} of {BLOCK} header bytes)")
         if not any(header):
             return  # the end-of-archive blocks
+        first = False
         stored = _number(header[_CHECKSUM[0]:_CHECKSUM[0] + _CHECKSUM[1]])
         if stored != sum(header) - sum(header[_CHECKSUM[0]:_CHECKSUM[0] + _CHECKSUM[1]]) + 8 * 32:
             raise tarfile.ReadError("bad checksum: a damaged tar header")
