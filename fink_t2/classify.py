@@ -44,8 +44,8 @@ import numpy as np
 import pandas as pd
 
 from fink_t2.core.classifier import classify_alerts
-from fink_t2.core.cuts import STATUS_OK
-from fink_t2.core.sequences import BANDS, build_sequences
+from fink_t2.core.cuts import CDSXMATCH_UNKNOWN, STATUS_OK
+from fink_t2.core.sequences import BANDS
 
 MJD_TO_JD = 2400000.5
 REQUIRED_COLUMNS = ("objectId", "mjd", "mag")
@@ -106,16 +106,14 @@ def classify_lightcurves(table: pd.DataFrame, model=None, model_ref=None) -> pd.
     ndethist = (_numbers(sorted_table, "ndethist")[last] if header["ndethist"] is not None
                 else np.add.reduceat(detected, first) if len(first) else np.zeros(0))
     roid = header["roid"] if header["roid"] is not None else np.zeros(len(ids))
-    xmatch = header["cdsxmatch"] if header["cdsxmatch"] is not None else np.full(len(ids), "Unknown", dtype=object)
-    result = classify_alerts(jd, fid, mag, isdiffpos, offsets, jd[last], jdstarthist, ndethist, roid, xmatch, model)
-    proba, status = result
-    seq = build_sequences(jd, fid, mag, isdiffpos, jd[last], jdstarthist, ndethist, offsets=offsets)
-    label = np.where(status == STATUS_OK, result.label, "")
-    out = pd.DataFrame({"objectId": ids, "n_detections": seq.n_detections})
+    xmatch = header["cdsxmatch"] if header["cdsxmatch"] is not None else np.full(len(ids), CDSXMATCH_UNKNOWN, dtype=object)
+    result = classify_alerts(jd, fid, mag, isdiffpos, offsets, jd[last], jdstarthist, ndethist, roid, xmatch, model,
+                             count_rejected=True)  # n_detections of every object, rejected or not
+    out = pd.DataFrame({"objectId": ids, "n_detections": result.n_detections})
     for i, name in enumerate(names):
-        out[name] = proba[:, i]
-    out["class"] = label
-    out["t2_status"] = status
+        out[name] = result.proba[:, i]
+    out["class"] = np.where(result.status == STATUS_OK, result.label, "")
+    out["t2_status"] = result.status
     return out
 
 

@@ -4,10 +4,12 @@ The night is a real ``ztf_public_YYYYMMDD.tar.gz`` of the real single-alert Avro
 (``ztf_alerts/night_20200101_avro``), each alert with a new ``candid`` and ``objectId``, cutouts kept
 (:mod:`fink_t2.alerts.synthetic`). Each replay is its own ``fink-t2 replay`` process (a fresh JVM) whose
 process tree is sampled every 0.25 s (CPU time and peak RSS of the JVM, each Python worker, the driver;
-staging disk); the steps are also timed alone (gzip decompression, staging, decoding). Writes
-``docs/night_scale.json`` and its section of ``docs/performance.md`` (``--render``: only that, from the JSON).
+staging disk); the steps are also timed alone (gzip decompression, tar reading, staging, a task's stages).
+CPU milliseconds per alert, per kind of process, is the figure to read on a shared machine: the JSON records
+the load average before and after each run and the thread settings. Writes ``docs/night_scale.json`` only
+(``--render``: redo targets and projections from it); ``docs/performance.md`` is generated from that file.
 
-    python scripts/bench_night.py [--alerts 100000] [--small 30000] [--workdir build/bench_night]
+    python scripts/bench_night.py [--alerts 60000] [--small 0] [--masters local[1] local[2]] [--keep]
 """
 
 from __future__ import annotations
@@ -20,19 +22,30 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 from pathlib import Path
 
 from fink_t2.alerts.binaryfile import decode_file
+from fink_t2.alerts.science_stage import raw_filter
 from fink_t2.alerts.staging import Stager
 from fink_t2.alerts.synthetic import templates, write_night
-from fink_t2.alerts.tarball import gzip_file_type
+from fink_t2.alerts.tarball import gzip_file_type, tar_members
 from fink_t2.paths import REPO_ROOT, SHARED_DATA
+from fink_t2.runtime.inference import load_model
+from fink_t2.runtime.model_ref import ModelRef
+from fink_t2.stream.spark import LOCAL_JAVA_OPTIONS, REPLAY_SQL_CONF
+from fink_t2.stream.stages import t2_stage
 
-SECTION = ("<!-- night_scale:begin (scripts/bench_night.py writes this section) -->", "<!-- night_scale:end -->")
 MASTERS = ("local[1]", "local[2]")
 LSST_ALERTS, NIGHT_HOURS = 10_000_000, 10  #: LSST: alerts a night, and the hours of a night
+#: issue #18: at most this many CPU ms per alert (every process of the replay), at least this many alerts/s with
+#: local[2], on a night of TARGET_ALERTS alerts
+MAX_CPU_MS_PER_ALERT, MIN_ALERTS_PER_S, TARGET_ALERTS = 0.6, 2000, 60_000
+#: environment variables that set thread counts (recorded with each run)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                    "TF_NUM_INTEROP_THREADS", "FINK_T2_JAVA_OPTIONS", "PYSPARK_PYTHON")
 
 
 def _proc(pid: int):
@@ -122,12 +135,15 @@ def replay_run(tarball: Path, out: Path, master: str) -> dict:
     summary = json.loads(stdout)
     wall = time.perf_counter() - start
     batches = [line for line in stderr.splitlines() if line.startswith("fink-t2: batch ")]
-    cpu = monitor.cpu()
-    cpu["cpu_ms_per_alert"] = round(1000 * sum(cpu.values()) / max(summary["alerts_in_output"], 1), 2)  # all of it
-    return {"master": master, "alerts": summary["alerts_in_output"], "wall_s": round(wall, 1), **cpu,
+    cpu, alerts = monitor.cpu(), max(summary["alerts_in_output"], 1)
+    per_process = {f"cpu_ms_per_alert_{kind}": round(1000 * cpu[f"cpu_s_{kind}"] / alerts, 3)
+                   for kind in ("driver", "jvm", "worker")}
+    cpu["cpu_ms_per_alert"] = round(1000 * sum(cpu.values()) / alerts, 3)  # all of it, Spark start-up included
+    return {"master": master, "alerts": summary["alerts_in_output"], "wall_s": round(wall, 1), **cpu, **per_process,
             "alerts_per_s": round(summary["alerts_in_output"] / wall, 1), "replay_wall_time_s": summary["wall_time_s"],
             "micro_batches": len(batches), "staging": summary["staging"], "rejected_by_cuts": summary["rejected_by_cuts"],
-            "load_average_before": [round(x, 2) for x in load], **monitor.peak}
+            "load_average_before": [round(x, 2) for x in load],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()], **monitor.peak}
 
 
 def step_rates(tarball: Path, work: Path) -> dict:
@@ -151,21 +167,44 @@ def step_rates(tarball: Path, work: Path) -> dict:
         seconds = time.process_time() - start
         rates[f"decompress: {name}"] = {"seconds": round(seconds, 2), "mb_per_s_out": round(out / seconds / 1e6, 1),
                                         "mb_per_s_in": round(size / seconds / 1e6, 1)}
+    for name, members in {"tarfile (standard library, mode r|)": _tarfile_members,
+                          "tar_members (fink_t2.alerts.tarball, the staging's)": tar_members}.items():
+        start, count = time.process_time(), 0
+        with open(tarball, "rb") as raw:
+            for _ in members(raw):
+                count += 1
+        seconds = time.process_time() - start
+        rates[f"tar reading with ISA-L: {name}"] = {"seconds": round(seconds, 2), "members_per_s": round(count / seconds, 1)}
     shutil.rmtree(work, ignore_errors=True)
     stager, start = Stager(str(tarball), str(work)), time.process_time()
     state = stager.run()
     seconds = time.process_time() - start
     rates["staging (driver: decompress and cut, no decoding)"] = {
         "seconds": round(seconds, 2), "members_per_s": round(state.members / seconds, 1)}
-    chunks = sorted(stager.folder.glob("chunk-*.parquet"))[:6]
-    start, alerts = time.process_time(), 0
+    chunks, model = sorted(stager.folder.glob("chunk-*.parquet"))[:6], load_model(ModelRef.resolve())
+    seconds, alerts = {"decode": 0.0, "raw filter": 0.0, "t2": 0.0}, 0
     for chunk in chunks:
-        alerts += decode_file(f"file:{chunk}", chunk.read_bytes()).num_rows
-    seconds = time.process_time() - start
-    rates["decoding (a task: chunk → alert table with the raw filter)"] = {
-        "seconds": round(seconds, 2), "alerts_per_s": round(alerts / seconds, 1), "alerts": alerts}
+        start = time.process_time()
+        table = decode_file(f"file:{chunk}", chunk.read_bytes())
+        middle = time.process_time()
+        table = raw_filter(table)
+        end = time.process_time()
+        alerts += t2_stage(table, model).num_rows
+        seconds["decode"] += middle - start
+        seconds["raw filter"] += end - middle
+        seconds["t2"] += time.process_time() - end
+    rates["a task's stages (chunk → output rows: decode, raw filter, t2), ms per alert"] = {
+        **{name: round(1000 * s / alerts, 3) for name, s in seconds.items()}, "alerts": alerts}
     shutil.rmtree(work, ignore_errors=True)
     return rates
+
+
+def _tarfile_members(raw):
+    """(name, bytes) of each regular member, read by the standard library's tarfile in stream mode."""
+    with gzip_file_type()(fileobj=raw, mode="rb") as plain, tarfile.open(fileobj=plain, mode="r|") as tar:
+        for member in tar:
+            if member.isfile():
+                yield member.name, tar.extractfile(member).read()
 
 
 def projections(runs: list[dict]) -> dict:
@@ -179,7 +218,12 @@ def projections(runs: list[dict]) -> dict:
     wall_rate = extra / (large["wall_s"] - small["wall_s"]) if large["wall_s"] > small["wall_s"] else None
     fixed = large["wall_s"] - large["alerts"] / wall_rate if wall_rate else None
     per_core = 1000 / cpu_ms  # alerts/s one core sustains, all processes of the replay counted
+    by_kind = {kind: {"marginal_cpu_ms_per_alert": round(1000 * (large[f"cpu_s_{kind}"] - small[f"cpu_s_{kind}"]) / extra, 3),
+                      "fixed_cpu_s": round(large[f"cpu_s_{kind}"] - (large[f"cpu_s_{kind}"] - small[f"cpu_s_{kind}"])
+                                           * large["alerts"] / extra, 1)}
+               for kind in ("driver", "jvm", "worker")} if large is not small else None
     return {"marginal_cpu_ms_per_alert": round(cpu_ms, 3), "alerts_per_s_per_core": round(per_core, 1),
+            "per_process_local2": by_kind,
             "marginal_wall_alerts_per_s_local2": wall_rate and round(wall_rate, 1),
             "fixed_wall_s_local2": fixed and round(fixed, 1),
             "night_300k_s_local2": round(fixed + 300_000 / wall_rate, 1) if wall_rate else None,
@@ -189,63 +233,13 @@ def projections(runs: list[dict]) -> dict:
                      "cores_to_replay_a_night_in_1h": round(LSST_ALERTS / 3600 / per_core, 1)}}
 
 
-def section(result: dict) -> str:
-    runs, p = result["runs"], result["projections"]
-    rate = {(r["master"], r["alerts"]): r for r in runs}
-    sizes = sorted({r["alerts"] for r in runs})
-    lines = [SECTION[0], "## A whole night, end to end (`fink-t2 replay` of a nightly tarball)", "",
-             f"`{result['command']}` (`night_scale.json`, one run each, {result['when_utc']}, commit "
-             f"`{result['commit']}`). The machine's 2 cores were **shared with other engineers' jobs** (load average "
-             "before each run in the JSON): read ratios within this table, not absolute rates. Night: "
-             f"{sizes[-1]:,} real ZTF alerts of 2020-01-01 (first detections, cutouts kept, each with a new candid "
-             f"and objectId) in a {result['tarball_bytes'][str(sizes[-1])] / 1e9:.2f} GB gzip tarball; wall time of the "
-             "whole command, Spark start-up included.", "",
-             "| alerts | master | wall (s) | alerts/s | CPU ms/alert: driver / JVM / Python workers | JVM peak RSS | "
-             "Python worker peak RSS (one / all) | staging disk peak |",
-             "|---:|---|---:|---:|---|---:|---:|---:|"]
-    for r in sorted(runs, key=lambda r: (r["alerts"], r["master"])):
-        cpu = " / ".join(f"{1000 * r[f'cpu_s_{k}'] / r['alerts']:.2f}" for k in ("driver", "jvm", "worker"))
-        mib = [f"{r[k] / 2**20:,.0f}" for k in ("jvm_rss_bytes", "python_worker_rss_bytes",
-                                                 "python_workers_total_rss_bytes", "staging_disk_bytes")]
-        lines.append(f"| {r['alerts']:,} | `{r['master']}` | {r['wall_s']} | **{r['alerts_per_s']:,.0f}** | {cpu} | "
-                     f"{mib[0]} MiB | {mib[1]} / {mib[2]} MiB | {mib[3]} MiB |")
-    big = rate[("local[2]", sizes[-1])]
-    lines += ["", f"CPU time is what the run cost whatever else ran on the machine: {big['cpu_ms_per_alert']:.2f} ms per "
-              f"alert in all (Spark start-up included) at {sizes[-1]:,} alerts, i.e. at most "
-              f"{2000 / big['cpu_ms_per_alert']:,.0f} alerts/s on 2 cores of this kind left to the replay alone.",
-              "", "Each step alone, in one process, CPU seconds (`steps` in the JSON):", "", "| step | measured |",
-              "|---|---|"]
-    for name, step in result["steps"].items():
-        lines.append(f"| {name} | " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in step.items()) + " |")
-    t = result["targets"]
-    lines += ["", "Targets (issue #12):", "",
-              f"- ≥ 2,000 alerts/s end to end with 2 cores: **{t['alerts_per_s_local2']:,.0f}** at {sizes[-1]:,} alerts "
-              f"({'met' if t['alerts_per_s_local2'] >= 2000 else 'missed'});",
-              f"- `local[2]` ≥ 1.5× `local[1]`: **{t['speedup_local2']:.2f}×** "
-              f"({'met' if t['speedup_local2'] >= 1.5 else 'missed'});",
-              f"- Python worker memory bounded: one worker peaked at {t['worker_peak_mib'][0]:,.0f} MiB with "
-              f"{sizes[0]:,} alerts and {t['worker_peak_mib'][-1]:,.0f} MiB with {sizes[-1]:,} (a task decodes one ~32 MiB "
-              "chunk at a time, whatever the night's size).", ""]
-    if p["night_300k_s_local2"]:
-        lines.append(f"A 300,000-alert night with 2 cores: about **{p['night_300k_s_local2'] / 60:.1f} minutes** as measured "
-                     f"here ({p['fixed_wall_s_local2']} s fixed, then {p['marginal_wall_alerts_per_s_local2']:,.0f} alerts/s), "
-                     f"{p['night_300k_s_2_free_cores'] / 60:.1f} minutes on 2 cores left to it alone.")
-    lines.append(f"LSST's 10 million alerts a night, at the marginal {p['marginal_cpu_ms_per_alert']} CPU ms per alert "
-                 f"measured here ({p['alerts_per_s_per_core']:,.0f} alerts/s per core, ZTF-sized alerts, every process of "
-                 f"the replay counted): **{p['lsst']['cores_to_keep_pace_over_a_10h_night']} core(s)** keep pace with a "
-                 f"10-hour night, **{p['lsst']['cores_to_replay_a_night_in_1h']:.0f} cores** replay one in an hour (the "
-                 "driver's staging is one serial stream per tarball: split a night into several tarballs beyond that).")
-    lines += ["", SECTION[1]]
-    return "\n".join(lines)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--alerts", type=int, default=100_000, help="alerts of the large night (default 100,000)")
-    parser.add_argument("--small", type=int, default=30_000, help="alerts of the small night (0: none)")
+    parser.add_argument("--alerts", type=int, default=TARGET_ALERTS, help="alerts of the large night (default 60,000)")
+    parser.add_argument("--small", type=int, default=0, help="alerts of a smaller night too (0: none)")
+    parser.add_argument("--masters", nargs="+", default=list(MASTERS), help="Spark masters run on each night")
     parser.add_argument("--workdir", default=str(REPO_ROOT / "build" / "bench_night"))
     parser.add_argument("--output", default=str(REPO_ROOT / "docs" / "night_scale.json"))
-    parser.add_argument("--performance-md", default=str(REPO_ROOT / "docs" / "performance.md"))
     parser.add_argument("--keep", action="store_true", help="keep the tarballs and outputs in --workdir")
     parser.add_argument("--render", action="store_true", help="only redo targets, projections and the section from --output")
     args = parser.parse_args(argv)
@@ -259,14 +253,18 @@ def main(argv=None) -> int:
             tarball.parent.mkdir(parents=True, exist_ok=True)
             write_night(tarball, pool, n)
     steps = step_rates(tarballs[sizes[0]], work / "steps")
-    runs = [replay_run(tarballs[n], work / f"out_{n}_{m[6]}", m) for n in sizes for m in MASTERS]
+    runs = [replay_run(tarballs[n], work / f"out_{n}_{m[6]}", m) for n in sizes for m in args.masters]
     result = {
         "command": "python scripts/bench_night.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "when_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                  cwd=REPO_ROOT).stdout.strip(),
         "machine": {"cores": os.cpu_count(), "cpu": platform.machine(), "python": platform.python_version(),
-                    "shared": "yes: other engineers' jobs ran on the same 2 cores (see load_average_before)"},
+                    "shared": "yes: other engineers' jobs ran on the same 2 cores (see load_average_before/after)"},
+        "threads": {"spark_master_threads": {m: m[6:-1] for m in args.masters}, "python_workers": "one per task thread",
+                    "litert_interpreter_threads": "LiteRT default (num_threads unset)",
+                    "local_java_options": os.environ.get("FINK_T2_JAVA_OPTIONS", LOCAL_JAVA_OPTIONS),
+                    "replay_sql_conf": REPLAY_SQL_CONF, "environment": {k: os.environ.get(k) for k in THREAD_VARIABLES}},
         "tarball_bytes": {str(n): tarballs[n].stat().st_size for n in sizes}, "steps": steps, "runs": runs,
     }
     if not args.keep:
@@ -275,24 +273,25 @@ def main(argv=None) -> int:
 
 
 def render(result: dict, args) -> int:
-    """Targets and projections from the runs, then docs/night_scale.json and the section of performance.md."""
+    """Targets and projections from the runs, then docs/night_scale.json."""
     runs, sizes = result["runs"], sorted({r["alerts"] for r in result["runs"]})
     by = {(r["master"], r["alerts"]): r for r in runs}
-    two, one = by[("local[2]", sizes[-1])], by[("local[1]", sizes[-1])]
-    result["projections"] = projections(runs)
-    peaks = [round(by[("local[2]", n)]["python_worker_rss_bytes"] / 2**20, 1) for n in sizes]
-    result["targets"] = {"alerts_per_s_local2": two["alerts_per_s"], "worker_peak_mib": peaks,
-                         "speedup_local2": round(two["alerts_per_s"] / one["alerts_per_s"], 2)}
+    two, one = by.get(("local[2]", sizes[-1])), by.get(("local[1]", sizes[-1]))
+    result["projections"] = projections(runs) if two else None
+    result["targets"] = targets = {
+        "night_alerts": sizes[-1], "max_cpu_ms_per_alert": MAX_CPU_MS_PER_ALERT, "min_alerts_per_s_local2": MIN_ALERTS_PER_S,
+        "worker_peak_mib": [round(by[("local[2]", n)]["python_worker_rss_bytes"] / 2**20, 1) for n in sizes
+                            if ("local[2]", n) in by]}
+    if two:
+        targets.update(alerts_per_s_local2=two["alerts_per_s"], cpu_ms_per_alert_local2=two["cpu_ms_per_alert"],
+                       alerts_per_s_met=two["alerts_per_s"] >= MIN_ALERTS_PER_S,
+                       cpu_ms_per_alert_met=two["cpu_ms_per_alert"] <= MAX_CPU_MS_PER_ALERT)
+    if two and one:
+        targets["speedup_local2"] = round(two["alerts_per_s"] / one["alerts_per_s"], 2)
     Path(args.output).write_text(json.dumps(result, indent=1) + "\n")
-    md = Path(args.performance_md)
-    text, block = md.read_text(encoding="utf-8"), section(result)
-    if SECTION[0] in text:
-        before, rest = text.split(SECTION[0], 1)
-        text = before + block + rest.split(SECTION[1], 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    md.write_text(text, encoding="utf-8")
-    print(block)
+    print(json.dumps({"targets": targets, "runs": [{k: r[k] for k in ("master", "alerts", "wall_s", "alerts_per_s",
+                     "cpu_ms_per_alert", "cpu_ms_per_alert_driver", "cpu_ms_per_alert_jvm", "cpu_ms_per_alert_worker",
+                     "load_average_before", "load_average_after") if k in r} for r in runs]}, indent=1))
     return 0
 
 

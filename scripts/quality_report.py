@@ -4,7 +4,7 @@
     python scripts/quality_report.py --rerun      # cross-validate the recorded recipe again (~15 min on 2 cores)
     python scripts/quality_report.py --out-dir build/quick_docs --metrics build/exp/v1/t2_metrics.json
 
-The numbers are those of ``fink-t2 train --cv K`` (:func:`fink_t2.model.evaluate.crossval`): grouped,
+The numbers are those of ``fink-t2 train --cv K`` (:func:`fink_t2.model.crossval.crossval`): grouped,
 stratified K-fold cross-validation over all BTS objects, each fold's model trained by the shipping
 training code and scored as its dynamic-range TFLite file by the shipping runner on the alert views
 of its held-out objects (the 30-day history and header an alert carries at each detection epoch),
@@ -27,6 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fink_t2.model.datasets import CLASS_NAMES
 from fink_t2.runtime.model_ref import DEFAULT_MODEL_PATH
 
 METRICS_PATH = Path(DEFAULT_MODEL_PATH).parent / "t2_metrics.json"
@@ -35,7 +36,6 @@ EXPERIMENTS = ROOT / "docs" / "quality_experiments.json"
 MACRO_F1_TARGETS = {"0-3": 0.35, "3-7": 0.35, "7-15": 0.50, "15-30": 0.50, "30-60": 0.55, "60-90": 0.55}
 MAX_MODEL_BYTES = 60_000
 MIN_ALERTS_PER_S = 5_000
-CLASSES = ("SN Ia", "SN II", "SN Ibc", "Other")
 NEGATIVE_DIFFERENCE = (
     "Negative-difference detections (`isdiffpos` = `f`) are dropped before the model (and do not count as an "
     "epoch for the cuts): t2 is trained on BTS photometry of brightening transients, where no negative point "
@@ -146,7 +146,7 @@ def markdown(report: dict) -> str:
     rows = cv["buckets"]
     head = "| alert age (d) | " + " | ".join(names) + " |\n|---|" + "---:|" * len(names)
     line = lambda label, cell: f"| {label} | " + " | ".join(cell(rows[b]) for b in names) + " |"
-    f1_class = [line(f"F1 {c}", lambda r, c=c: _pm(r["f1"][c], 2) if c in r["f1"] else "–") for c in CLASSES]
+    f1_class = [line(f"F1 {c}", lambda r, c=c: _pm(r["f1"][c], 2) if c in r["f1"] else "–") for c in CLASS_NAMES]
     mark = lambda key: "met" if tg[key]["met"] else f"**missed by {tg[key]['miss']:.3f}**"
     recipe = report["recipe"]
     lines = [
@@ -260,8 +260,8 @@ def main(argv=None) -> dict:
     metrics = json.loads(Path(args.metrics).read_text())
     cv = metrics["cross_validation"]
     if args.rerun:
+        from fink_t2.model.crossval import crossval
         from fink_t2.model.datasets import load_table
-        from fink_t2.model.evaluate import crossval
         from fink_t2.model.train import Recipe
 
         recipe = Recipe(**cv["recipe"])

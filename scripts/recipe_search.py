@@ -2,7 +2,7 @@
 
     python scripts/recipe_search.py NAME [--folds 5] [any fink-t2 train recipe option, e.g. --class-weight-power 1]
 
-The cross-validation is the one of ``fink-t2 train --cv`` (:func:`fink_t2.model.evaluate.crossval`:
+The cross-validation is the one of ``fink-t2 train --cv`` (:func:`fink_t2.model.crossval.crossval`:
 grouped, stratified folds over all BTS objects, each fold's dynamic-range TFLite scored on its held-out
 objects' alert views through the shipping runner). It is the only evaluation used to choose the recipe.
 Writes ``build/exp/NAME/cv.json`` and the folds' predictions (``fold<k>.npz``), and records the recipe
@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np
 
 from fink_t2.core.calibration import CALIBRATION_CHANNELS
+from fink_t2.model.crossval import crossval
 from fink_t2.model.datasets import CLASS_NAMES, load_table
-from fink_t2.model.evaluate import crossval
 from fink_t2.model.train import Recipe, recipe_arguments, recipe_from
 from fink_t2.model.views import age_bucket
 

@@ -13,7 +13,8 @@ from alert_files import AVRO_NIGHT
 
 from fink_t2.alerts import read_fink_parquet
 from fink_t2.alerts.binaryfile import decode_file
-from fink_t2.core.cuts import RAW_STATUSES
+from fink_t2.alerts.science_stage import raw_filter
+from fink_t2.core.cuts import CDSXMATCH_UNKNOWN, RAW_STATUSES
 from fink_t2.core.raw_filter import (
     FIELDS,
     GAIA_MAX_DISTANCE_ARCSEC,
@@ -65,13 +66,24 @@ def test_the_first_rule_failed_is_the_status_and_science_stage_alerts_are_left_a
     assert raw_status({name: pa.array(values) for name, values in columns.items()}).tolist() == ["bad_quality"] * 2
 
 
-def test_decoded_raw_alerts_carry_the_filter_science_stage_ones_do_not():
+def test_the_raw_filter_stage_judges_raw_alerts_only():
+    """The stage after the decoder (fink_t2.alerts.science_stage): a raw alert gets the filter's verdict on its own
+    fields and cdsxmatch "Unknown"; a science-stage alert keeps its cdsxmatch and gets no verdict."""
+    statuses = []
     for path in sorted(AVRO_NIGHT.glob("*.avro"))[:20]:
-        row = decode_file(f"file:{path}", path.read_bytes()).to_pylist()[0]
-        assert row["raw_filter"] == raw_status({name: [row[name]] for name in FIELDS})[0]
+        decoded = decode_file(f"file:{path}", path.read_bytes())
+        row = raw_filter(decoded).to_pylist()[0]
+        assert decoded.column("cdsxmatch").to_pylist() == [None] and row["cdsxmatch"] == CDSXMATCH_UNKNOWN
+        assert row["raw_filter"] == raw_status({name: [row["candidate"][name]] for name in FIELDS})[0]
+        statuses.append(row["raw_filter"])
+    assert len(set(statuses)) > 1  # real alerts: some pass, some do not
     part = sorted((REPO_ROOT / "data" / "night_20211122_fink_science").glob("*.parquet"))[0]
-    table = decode_file(f"file:{part}", part.read_bytes())
+    decoded = decode_file(f"file:{part}", part.read_bytes())
+    table = raw_filter(decoded)
     assert table.num_rows > 50 and table.column("raw_filter").null_count == table.num_rows  # Fink's cdsxmatch rules
+    assert table.column("cdsxmatch").equals(decoded.column("cdsxmatch"))
+    unreadable = raw_filter(decode_file("file:/x/bad.avro", b"Obj\x01xyz")).to_pylist()[0]
+    assert unreadable["raw_filter"] is None and unreadable["cdsxmatch"] is None and unreadable["ingest_error"]
     # the same alerts without their science-stage columns are raw: most are stars for the stand-in
     records = [{k: v for k, v in r.items() if k != "cdsxmatch"} for r in read_fink_parquet(SAMPLE_NIGHT)]
     statuses = raw_status({name: [r["candidate"][name] for r in records] for name in FIELDS})

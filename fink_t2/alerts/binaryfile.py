@@ -1,12 +1,13 @@
-"""Alerts as a Spark DataFrame, from Spark's ``binaryFile`` source (no spark-avro jar needed).
+"""The decoder: Spark's ``binaryFile`` source (no spark-avro jar needed) → alerts in Fink's layout.
 
 Each Avro or parquet file, or chunk of a staged nightly archive (:mod:`fink_t2.alerts.staging`),
-arrives as bytes and is decoded by fastavro/pyarrow in ``mapInArrow`` (in the stream's tasks)
-into Fink's layout (``objectId``, ``candid``, a ``candidate`` struct, the ``c*`` history arrays,
-``roid``, ``cdsxmatch``), plus ``source_file``, ``ingest_error`` and ``raw_filter`` (the status
-:mod:`fink_t2.core.raw_filter` gives a raw alert, null for a science-stage one or one that passes). The
-format of each file is told by :func:`fink_t2.alerts.sources.file_format`, the rule
-:func:`~fink_t2.alerts.detect_format` uses.
+arrives as bytes and is decoded by fastavro/pyarrow (:func:`decode_file`, in the stream's tasks)
+into rows of :data:`fink_t2.alerts.layout.DECODED_SCHEMA`: Fink's layout (``objectId``, ``candid``, a
+``candidate`` struct, the ``c*`` history arrays, ``roid``, ``cdsxmatch``; null for a raw alert) plus
+``source_file`` and ``ingest_error``, and nothing else. The format of each file is told by
+:func:`fink_t2.alerts.sources.file_format`, the rule :func:`~fink_t2.alerts.detect_format` uses.
+What comes after is a stage of its own: the raw filter (:mod:`fink_t2.alerts.science_stage`; with it,
+:func:`decoded_alerts` and :func:`load_alerts`), then t2 (:mod:`fink_t2.stream.stages`, the replay).
 
 Bad input never kills the stream nor loses an alert silently: a file that cannot be
 decoded becomes one row with ``ingest_error`` set; an Avro container file with damaged
@@ -27,59 +28,39 @@ import logging
 import os
 import posixpath
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, DataFrameReader, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.streaming import DataStreamReader
 
 from fink_t2.alerts.avro import decode_avro_bytes
+from fink_t2.alerts.layout import DECODED_SCHEMA, MEMBER_CHUNK_SCHEMA, MEMBER_SEPARATOR, error_rows, nest
 from fink_t2.alerts.parquet import read_fink_parquet
-from fink_t2.alerts.sources import FOLDER_GLOBS, detect_format, file_format
-from fink_t2.alerts.table import ALERT_SCHEMA, SCALAR_FIELDS, records_to_table, table_reader_schema
-from fink_t2.core.raw_filter import raw_status
-from fink_t2.stream.output import local_path
+from fink_t2.alerts.science_stage import SCIENCE_SCHEMA, raw_filter
+from fink_t2.alerts.sources import FOLDER_GLOBS, detect_format, file_format, local_path
+from fink_t2.alerts.table import records_to_table, table_reader_schema
 
 _LOG = logging.getLogger(__name__)
 
-#: alerts per Arrow batch produced by the decoder
+__all__ = ["ALERTS_PER_BATCH", "BINARY_FILE_SCHEMA", "DECODED_SCHEMA", "UNREADABLE_MEMBERS", "binary_source",
+           "decode_batches", "decode_file", "decode_inputs", "decoded_alerts", "empty_files", "keep_member",
+           "load_alerts"]
+
+#: alerts per Arrow batch yielded to Spark
 ALERTS_PER_BATCH = 5000
-#: columns of ALERT_SCHEMA that form the ``candidate`` struct of Fink's layout
-CANDIDATE_FIELDS = tuple(name for name, _ in SCALAR_FIELDS)
-#: the alert table, then the raw-alert status, where each row comes from and, for a row standing for an
-#: unreadable input, why
-DECODED_SCHEMA = pa.schema(list(ALERT_SCHEMA) + [pa.field(name, pa.string()) for name in
-                                                 ("raw_filter", "source_file", "ingest_error")])
 #: schema of Spark's binaryFile source (a streaming source needs it declared)
 BINARY_FILE_SCHEMA = "path STRING, modificationTime TIMESTAMP, length BIGINT, content BINARY"
-#: longest ``ingest_error`` kept
-MAX_ERROR_CHARS = 500
-#: a chunk of a staged nightly archive: one row per Avro member of the archive, its name and its bytes
-MEMBER_CHUNK_SCHEMA = pa.schema([pa.field("member", pa.string()), pa.field("avro", pa.binary())])
-#: ``source_file`` of an alert read from a member of a staged chunk: ``CHUNK!/MEMBER``
-MEMBER_SEPARATOR = "!/"
 #: folder, beside a staged chunk, where a task keeps the members it cannot decode
 UNREADABLE_MEMBERS = "_unreadable"
 
 
-def error_rows(sources: list[str], errors: list[str]) -> pa.Table:
-    """One DECODED_SCHEMA row per unreadable input: alert columns null, ``source_file`` and ``ingest_error`` set."""
-    columns = {f.name: pa.nulls(len(sources), f.type) for f in DECODED_SCHEMA}
-    columns["source_file"] = pa.array(sources, pa.string())
-    columns["ingest_error"] = pa.array([error[:MAX_ERROR_CHARS] for error in errors], pa.string())
-    return pa.table(columns, schema=DECODED_SCHEMA)
-
-
 def _alerts(records: list[dict], sources: list[str]) -> pa.Table:
-    """DECODED_SCHEMA rows of decoded alerts: the raw filter applies to those without Fink's ``cdsxmatch``."""
-    table = records_to_table(records)
-    science = [record.get("cdsxmatch") is not None for record in records]
-    status = raw_status({name: table.column(name) for name in table.column_names}, science)
-    table = table.append_column("raw_filter", pa.array(status, pa.string()))
-    table = table.append_column("source_file", pa.array(sources, pa.string()))
-    return table.append_column("ingest_error", pa.nulls(len(records), pa.string()))
+    """DECODED_SCHEMA rows of decoded alerts (a raw alert's ``cdsxmatch`` null: no cross-match was run)."""
+    table = records_to_table(records, raw_cdsxmatch=None)
+    return nest(table.append_column("source_file", pa.array(sources, pa.string())))
 
 
 def _damage_row(path: str, n_kept: int, damage: list) -> pa.Table:
@@ -130,14 +111,6 @@ def _member_chunk(path: str, content) -> pa.Table:
     return pa.concat_tables([_alerts(records, sources)] + errors)
 
 
-def _conform(table: pa.Table) -> pa.Table:
-    """A table of DECODED_SCHEMA's columns, missing ones null (a chunk staged by an older fink-t2)."""
-    for name in DECODED_SCHEMA.names:
-        if name not in table.column_names:
-            table = table.append_column(name, pa.nulls(table.num_rows, DECODED_SCHEMA.field(name).type))
-    return table.select(DECODED_SCHEMA.names).cast(DECODED_SCHEMA)
-
-
 def decode_file(path: str, content) -> pa.Table:
     """Alerts of one input file (bytes or an Arrow buffer, as given by the binaryFile source), DECODED_SCHEMA."""
     try:
@@ -153,7 +126,7 @@ def decode_file(path: str, content) -> pa.Table:
                 table = pq.read_table(pa.BufferReader(content))
                 if "source_file" not in table.column_names:
                     table = table.append_column("source_file", pa.array([path] * table.num_rows, pa.string()))
-                return _conform(table)
+                return nest(table)
             records = list(read_fink_parquet(pa.BufferReader(content)))
         else:
             raise ValueError(f"not an alert file (format {kind!r}: expected Avro or parquet)")
@@ -175,30 +148,35 @@ def _read_local(path: str) -> bytes | pa.Table:
         return error_rows([path], [f"{type(err).__name__}: {err}"])
 
 
-def decode_batches(batches):
-    """The ``mapInArrow`` function: binaryFile batches (path, content, ...) → DECODED_SCHEMA batches.
+def decode_inputs(batch: pa.RecordBatch) -> Iterator[pa.Table]:
+    """The decoder over one batch of the binaryFile source (path, content, ...): one DECODED_SCHEMA table per file.
 
-    Without a ``content`` column (a staged archive's chunks: local files the driver wrote), each task
-    reads its files itself: their bytes never travel through the JVM.
+    Without a ``content`` column (a staged archive's chunks: local files the driver wrote), the task
+    reads each file itself: their bytes never travel through the JVM.
     """
+    paths = batch.column("path").to_pylist()
+    contents = batch.column("content") if "content" in batch.schema.names else None
+    for i, path in enumerate(paths):
+        content = _read_local(path) if contents is None else contents[i].as_buffer()  # no copy of the bytes
+        yield content if isinstance(content, pa.Table) else decode_file(path, content)
+
+
+def decode_batches(batches):
+    """The decoder alone as a ``mapInArrow`` function: binaryFile batches → DECODED_SCHEMA batches."""
     for batch in batches:
-        paths = batch.column("path").to_pylist()
-        contents = batch.column("content") if "content" in batch.schema.names else None
-        for i, path in enumerate(paths):
-            content = _read_local(path) if contents is None else contents[i].as_buffer()  # no copy of the bytes
-            table = content if isinstance(content, pa.Table) else decode_file(path, content)
+        for table in decode_inputs(batch):
             yield from table.to_batches(max_chunksize=ALERTS_PER_BATCH)
 
 
-def to_fink_layout(decoded: DataFrame) -> DataFrame:
-    """Nest the candidate fields back into a ``candidate`` struct, as in Fink DataFrames."""
-    candidate = F.struct(*[F.col(name) for name in CANDIDATE_FIELDS]).alias("candidate")
-    others = [F.col(name) for name in decoded.columns if name not in CANDIDATE_FIELDS]
-    return decoded.select(*others[:2], candidate, *others[2:])
+def _decode_and_filter(batches):
+    """``mapInArrow`` function of :func:`decoded_alerts`: decoder, then raw filter, in one task."""
+    for batch in batches:
+        for table in decode_inputs(batch):
+            yield from raw_filter(table).to_batches(max_chunksize=ALERTS_PER_BATCH)
 
 
-def decoded_alerts(reader: DataFrameReader | DataStreamReader, path: str, fmt: str) -> DataFrame:
-    """binaryFile source (``spark.read`` or ``spark.readStream``) over ``path`` decoded into Fink layout.
+def binary_source(reader: DataFrameReader | DataStreamReader, path: str, fmt: str) -> DataFrame:
+    """binaryFile source (``spark.read`` or ``spark.readStream``) over ``path``, what :func:`decode_inputs` reads.
 
     ``path``: one file, or a folder whose files of format ``fmt`` ("avro_dir", "parquet", or "staged": the
     chunks of a nightly archive, read by the tasks from the local or shared file system) are read, at any depth.
@@ -210,13 +188,17 @@ def decoded_alerts(reader: DataFrameReader | DataStreamReader, path: str, fmt: s
         reader = reader.option("pathGlobFilter", os.path.basename(path))
         path = os.path.dirname(path)
     raw = reader.format("binaryFile").schema(BINARY_FILE_SCHEMA).load(path)
-    if fmt == "staged":  # Spark lists the chunks but does not read them (no content column)
-        raw = raw.select("path")
-    return to_fink_layout(raw.mapInArrow(decode_batches, from_arrow_schema(DECODED_SCHEMA)))
+    return raw.select("path") if fmt == "staged" else raw  # Spark lists the chunks but does not read them
+
+
+def decoded_alerts(reader: DataFrameReader | DataStreamReader, path: str, fmt: str) -> DataFrame:
+    """The alerts at ``path`` (see :func:`binary_source`) in Fink's layout, raw alerts through the raw filter
+    (:data:`fink_t2.alerts.science_stage.SCIENCE_SCHEMA`: its ``raw_filter`` status column included)."""
+    return binary_source(reader, path, fmt).mapInArrow(_decode_and_filter, from_arrow_schema(SCIENCE_SCHEMA))
 
 
 def load_alerts(spark: SparkSession, path: str) -> DataFrame:
-    """Batch DataFrame of the alerts at ``path`` (Avro folder or file, Fink parquet), Fink layout."""
+    """Batch DataFrame of the alerts at ``path`` (Avro folder or file, Fink parquet): :func:`decoded_alerts`."""
     fmt = detect_format(path)
     if fmt == "tarball":
         raise ValueError("load_alerts reads Avro or parquet; stage a tarball first (fink_t2.alerts.staging)")

@@ -23,9 +23,11 @@ Examples
 from __future__ import annotations
 
 import os
+import re
 import tarfile
 from pathlib import Path
 from typing import Iterator, Optional, Union
+from urllib.parse import unquote
 
 import pyarrow as pa
 
@@ -119,6 +121,19 @@ def file_format(name: str, head: bytes = b"") -> Optional[str]:
     if head.startswith(_PARQUET_MAGIC):
         return "parquet"
     return None
+
+
+def local_path(uri: str) -> str | None:
+    """Local path of a plain path or ``file:`` URI (percent-decoded when only that exists), None for another file system.
+
+    >>> local_path("file:///night/a.avro"), local_path("file:/night/a.avro"), local_path("hdfs://nn/a.avro")
+    ('/night/a.avro', '/night/a.avro', None)
+    """
+    if uri.startswith("file:"):
+        raw = "/" + uri[len("file:"):].lstrip("/")
+        decoded = unquote(raw)
+        return decoded if os.path.exists(decoded) and not os.path.exists(raw) else raw
+    return None if re.match(r"[A-Za-z][\w+.-]*:", uri) else uri
 
 
 def iter_alerts(path: Union[str, os.PathLike]) -> Iterator[dict]:

@@ -33,9 +33,9 @@ from typing import Callable, Optional
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fink_t2.alerts.binaryfile import MEMBER_CHUNK_SCHEMA, error_rows
+from fink_t2.alerts.layout import MEMBER_CHUNK_SCHEMA, error_rows
 from fink_t2.alerts.sources import FOLDER_GLOBS
-from fink_t2.alerts.tarball import is_alert_member, open_archive
+from fink_t2.alerts.tarball import is_alert_name, tar_members
 
 _LOG = logging.getLogger(__name__)
 
@@ -179,25 +179,23 @@ class Stager:
         skip, seen, chunk, size, damage = state.members, 0, [], 0, None
         with open(self.path, "rb") as raw:
             try:
-                with open_archive(raw) as tar:
-                    for member in tar:
-                        if not is_alert_member(member):
-                            continue
-                        seen += 1
-                        if seen <= skip:  # staged by an earlier run: read through, not written again
-                            continue
-                        data = tar.extractfile(member).read()
-                        chunk.append((member.name, data))
-                        size += len(data)
-                        state.bytes_read = raw.tell()
-                        if on_progress is not None:
-                            on_progress(state)
-                        if size >= state.chunk_bytes or len(chunk) >= state.max_members:
-                            self._wait_for_room(max_pending, should_stop)
-                            self._write_chunk(chunk)
-                            chunk, size = [], 0
-                            if should_stop is not None and should_stop():
-                                raise StagingStopped(f"staging of {self.path} stopped after {state.members} members")
+                for name, data in tar_members(raw):
+                    if not is_alert_name(name):
+                        continue
+                    seen += 1
+                    if seen <= skip:  # staged by an earlier run: read through, not written again
+                        continue
+                    chunk.append((name, data))
+                    size += len(data)
+                    state.bytes_read = raw.tell()
+                    if on_progress is not None:
+                        on_progress(state)
+                    if size >= state.chunk_bytes or len(chunk) >= state.max_members:
+                        self._wait_for_room(max_pending, should_stop)
+                        self._write_chunk(chunk)
+                        chunk, size = [], 0
+                        if should_stop is not None and should_stop():
+                            raise StagingStopped(f"staging of {self.path} stopped after {state.members} members")
             except StagingStopped:
                 raise
             except Exception as err:

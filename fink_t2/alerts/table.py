@@ -20,7 +20,8 @@ the record when it carries them (non-null); otherwise they are derived:
   requires ``distpsnr1 > ssdistnr`` and few past detections, not applied here.
 * ``cdsxmatch`` = ``"Unknown"``: no CDS cross-match was run. ``"Unknown"`` is
   what Fink writes for "no counterpart", which Fink's cuts treat as
-  compatible with an extragalactic transient.
+  compatible with an extragalactic transient. (The replay's decoder asks for null
+  instead, ``raw_cdsxmatch=None``: its raw filter tells raw alerts by it.)
 
 Fields missing from an alert (ZTF schema 3.3 vs 4.x differences, or a
 truncated record) become nulls, never a ``KeyError``.
@@ -46,6 +47,8 @@ from __future__ import annotations
 from typing import Iterable
 
 import pyarrow as pa
+
+from fink_t2.core.cuts import ASTEROID_ROID, CDSXMATCH_UNKNOWN
 
 #: current-epoch ``candidate`` fields copied as scalar columns, with their type
 SCALAR_FIELDS = (
@@ -97,12 +100,8 @@ ALERT_SCHEMA = pa.schema(
 #: top-level alert fields the table reads (``roid``, ``cdsxmatch``: Fink science-stage columns, when present)
 RECORD_FIELDS = ("objectId", "candid", "candidate", "prv_candidates", "roid", "cdsxmatch")
 
-#: ``roid`` value Fink gives to an alert matched to a known Solar-System object
-ROID_KNOWN_SSO = 3
 #: largest ZTF ``ssdistnr`` (arcsec, exclusive) still counted as a known-SSO match
 SSO_MAX_DISTANCE_ARCSEC = 5.0
-#: ``cdsxmatch`` written when no cross-match was run
-CDSXMATCH_UNKNOWN = "Unknown"
 
 
 def _subset(avro_type, keep: frozenset):
@@ -173,7 +172,7 @@ def derive_roid(candidate: dict) -> int:
         and name is not None
         and name.strip().lower() not in ("", "null")
     )
-    return ROID_KNOWN_SSO if known else 0
+    return ASTEROID_ROID if known else 0  # Fink's roid of a known SSO, the asteroid cut's
 
 
 class AlertTableBuilder:
@@ -190,7 +189,8 @@ class AlertTableBuilder:
     (1, [[1.5]])
     """
 
-    def __init__(self) -> None:
+    def __init__(self, raw_cdsxmatch: str | None = CDSXMATCH_UNKNOWN) -> None:
+        self.raw_cdsxmatch = raw_cdsxmatch  # the cdsxmatch of an alert that carries none (a raw alert)
         self._columns: dict[str, list] = {name: [] for name in ALERT_SCHEMA.names}
 
     def __len__(self) -> int:
@@ -209,7 +209,7 @@ class AlertTableBuilder:
         roid = record.get("roid")
         columns["roid"].append(derive_roid(candidate) if roid is None else roid)
         cdsxmatch = record.get("cdsxmatch")
-        columns["cdsxmatch"].append(CDSXMATCH_UNKNOWN if cdsxmatch is None else cdsxmatch)
+        columns["cdsxmatch"].append(self.raw_cdsxmatch if cdsxmatch is None else cdsxmatch)
         for name, _ in HISTORY_FIELDS:
             values = [previous.get(name) for previous in history]
             values.append(candidate.get(name))
@@ -223,11 +223,11 @@ class AlertTableBuilder:
     def finish(self) -> pa.Table:
         """Return the accumulated alerts as a table of :data:`ALERT_SCHEMA`, and reset."""
         table = pa.Table.from_pydict(self._columns, schema=ALERT_SCHEMA)
-        self.__init__()
+        self.__init__(self.raw_cdsxmatch)
         return table
 
 
-def records_to_table(records: Iterable[dict]) -> pa.Table:
+def records_to_table(records: Iterable[dict], raw_cdsxmatch: str | None = CDSXMATCH_UNKNOWN) -> pa.Table:
     """Flatten decoded ZTF alerts into the alert table.
 
     Parameters
@@ -235,6 +235,8 @@ def records_to_table(records: Iterable[dict]) -> pa.Table:
     records : iterable of dict
         Decoded alerts: fastavro output or Fink parquet rows as dicts. Cutouts,
         if present, are ignored.
+    raw_cdsxmatch : str or None
+        ``cdsxmatch`` of an alert without one of its own (a raw alert).
 
     Returns
     -------
@@ -249,6 +251,6 @@ def records_to_table(records: Iterable[dict]) -> pa.Table:
     >>> table.num_rows, sorted(set(table.column("roid").to_pylist()))
     (124, [0, 3])
     """
-    builder = AlertTableBuilder()
+    builder = AlertTableBuilder(raw_cdsxmatch)
     builder.extend(records)
     return builder.finish()

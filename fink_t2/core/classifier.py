@@ -1,11 +1,14 @@
 """The cuts-and-classify core: alerts → (class probabilities, status), with numpy only.
 
-Every path that classifies goes through :func:`classify_alerts` (flat arrays) or
-:func:`classify_columns` (Fink's ragged ``c*`` columns): the pandas UDFs of
+Every path that classifies goes through :func:`classify_alerts` (flat arrays), :func:`classify_ragged`
+(one flat array and its own row offsets per ``c*`` column, as Arrow lists hold them) or
+:func:`classify_columns` (Fink's ragged ``c*`` columns, as pandas holds them): the pandas UDFs of
 :mod:`fink_t2.processor`, ``fink-t2 classify`` (:mod:`fink_t2.classify`), the evaluation of the
 model on alert views and the benchmarks. The cuts are :mod:`fink_t2.core.cuts`, the input is
 :func:`fink_t2.core.sequences.build_sequences`; the model is any object with ``class_names`` and
-``predict(values)`` (:class:`fink_t2.runtime.inference.T2Model` or a GPU backend).
+``predict(values)`` (:class:`fink_t2.runtime.inference.T2Model` or a GPU backend). What comes back is one
+:class:`Classification` holding everything computed on the way (status, detections counted, the network's raw
+output, calibrated probabilities, decision), so no caller computes any of it again.
 
 Examples
 --------
@@ -17,15 +20,20 @@ On 124 real alerts of 2021-11-22 from Fink's science stage:
 >>> from fink_t2.runtime.model_ref import ModelRef
 >>> from fink_t2.paths import SAMPLE_NIGHT
 >>> df = pd.concat([t.to_pandas() for t in iter_alert_tables(SAMPLE_NIGHT)], ignore_index=True)
->>> proba, status = classify_columns(df.cjd, df.cfid, df.cmagpsf, df.cisdiffpos, df.roid, df.cdsxmatch,
-...                                  df.jdstarthist, df.ndethist, load_model(ModelRef.resolve()))
+>>> result = classify_columns(df.cjd, df.cfid, df.cmagpsf, df.cisdiffpos, df.roid, df.cdsxmatch,
+...                           df.jdstarthist, df.ndethist, load_model(ModelRef.resolve()))
+>>> proba, status = result
 >>> proba.shape, sorted(set(status)) == sorted(set(status) & set(STATUSES))
 ((124, 4), True)
->>> bool((proba[status != "ok"] == REJECTED).all())
+>>> bool((proba[status != "ok"] == REJECTED).all()), bool((result.n_detections[status == "ok"] >= 2).all())
+(True, True)
+>>> bool((result.output[status == "ok"].argmax(axis=1) == result.decision[status == "ok"]).all())
 True
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -36,56 +44,84 @@ from fink_t2.core.cuts import (
     STATUS_MALFORMED,
     STATUS_OK,
     STATUSES,  # noqa: F401 - re-exported for the doctest
-    cut_status,
     header_status,
+    light_curve_status,
 )
 from fink_t2.core.sequences import build_sequences, flatten_ragged
 
-__all__ = ["Classification", "classify_alerts", "classify_columns", "REJECTED", "STATUS_OK"]
+__all__ = ["Classification", "classify_alerts", "classify_columns", "classify_ragged", "REJECTED", "STATUS_OK"]
+
+#: ``n_detections`` of an alert rejected by the header cuts: its light curve was not read
+NOT_COUNTED = -1
 
 
-class Classification(tuple):
-    """What the core returns: unpacks as ``(proba, status)``; ``label`` holds the decision.
+@dataclass
+class Classification:
+    """Everything the core computed for ``n`` alerts; unpacks and indexes as the pair ``(proba, status)``.
 
-    ``proba``: (n, n_classes) calibrated probabilities (the ``t2`` map), ``REJECTED`` rows for rejected
-    alerts; ``status``: (n,) ``ok`` or the cut failed; ``label``: (n,) class name of the class-balanced
-    decision (``t2_class``: the argmax of the network's own output, see :mod:`fink_t2.core.calibration`),
-    None for a rejected alert. Without a model, ``proba`` and ``label`` are None.
+    ``status``: (n,) ``ok`` or the first cut failed. ``n_detections``: (n,) g/r positive detections in the
+    alert's window (:class:`fink_t2.core.sequences.Sequences`), ``NOT_COUNTED`` for an alert the header cuts
+    rejected (unless counted on request). ``last_node``: (n, channels) float32, the last node of the model input
+    (the alert's age, ``ndethist``, peak flux: what the calibration reads), NaN where no input was built.
+    With a model: ``output`` (n, n_classes) the network's raw output, ``proba`` the calibrated probabilities
+    (the ``t2`` map), both ``REJECTED`` for a rejected alert; ``decision`` (n,) the index of the class-balanced
+    decision (argmax of ``output``, -1 when rejected) and ``label`` its class name (``t2_class``, None when
+    rejected). Without a model these four are None.
     """
 
-    def __new__(cls, proba, status, label):
-        result = super().__new__(cls, (proba, status))
-        result.label = label
-        return result
+    status: np.ndarray
+    n_detections: np.ndarray
+    last_node: np.ndarray
+    output: np.ndarray | None = None
+    proba: np.ndarray | None = None
+    decision: np.ndarray | None = None
+    label: np.ndarray | None = None
 
-    @property
-    def proba(self):
-        return self[0]
+    def __iter__(self):
+        return iter((self.proba, self.status))
 
-    @property
-    def status(self):
-        return self[1]
+    def __getitem__(self, index):
+        return (self.proba, self.status)[index]
+
+    def __len__(self) -> int:
+        return 2
+
+    def reject(self, rows, status: str) -> None:
+        """Give ``rows`` the ``status`` and the values of a rejected alert."""
+        self.status[rows] = status
+        self.n_detections[rows] = NOT_COUNTED
+        self.last_node[rows] = np.nan
+        if self.output is not None:
+            self.output[rows] = REJECTED
+            self.proba[rows] = REJECTED
+            self.decision[rows] = -1
+            self.label[rows] = None
 
 
-def classify_alerts(jd, fid, mag, isdiffpos, offsets, jd_now, jdstarthist, ndethist, roid, cdsxmatch, model):
-    """The :class:`Classification` (probabilities, status, decision) of ``n`` alerts.
+def classify_alerts(jd, fid, mag, isdiffpos, offsets, jd_now, jdstarthist, ndethist, roid, cdsxmatch, model,
+                    count_rejected: bool = False) -> Classification:
+    """The :class:`Classification` of ``n`` alerts.
 
     ``jd``, ``fid``, ``mag``, ``isdiffpos`` are flat with row boundaries ``offsets`` (n+1);
     ``isdiffpos`` may be None (all positive). The other arguments hold one value per alert.
-    The cheap cuts run first: a sequence is built only for the alerts that pass them.
-    ``model`` None: the status alone (probabilities None), without running any model. The model's
-    contract may carry a ``calibration`` (:mod:`fink_t2.core.calibration`) applied to its output.
+    The header cuts run first, on every alert; a sequence is built only for the alerts that pass them
+    (``count_rejected``: for every alert, so that ``n_detections`` counts them all), and the light-curve
+    cuts read it. ``model`` None: the status alone, without running any model. The model's contract may
+    carry a ``calibration`` (:mod:`fink_t2.core.calibration`) applied to its output.
     """
     offsets = np.asarray(offsets, dtype=np.int64)
     n = len(offsets) - 1
     status = header_status(roid, cdsxmatch, jd_now, jdstarthist)
-    todo = np.flatnonzero(status == STATUS_OK)
-    proba = label = None
+    result = Classification(status, np.full(n, NOT_COUNTED, dtype=np.int64), np.full((n, 0), np.nan, np.float32))
     if model is not None:
-        proba = np.full((n, len(model.class_names)), REJECTED, dtype=np.float32)
-        label = np.full(n, None, dtype=object)
+        k = len(model.class_names)
+        result.output = np.full((n, k), REJECTED, dtype=np.float32)
+        result.proba = np.full((n, k), REJECTED, dtype=np.float32)
+        result.decision = np.full(n, -1, dtype=np.int64)
+        result.label = np.full(n, None, dtype=object)
+    todo = np.arange(n) if count_rejected else np.flatnonzero(status == STATUS_OK)
     if len(todo) == 0:
-        return Classification(proba, status, label)
+        return result
     lengths = np.diff(offsets)[todo]
     sub_offsets = np.r_[0, np.cumsum(lengths)]
     points = np.repeat(offsets[todo] - sub_offsets[:-1], lengths) + np.arange(sub_offsets[-1])
@@ -93,48 +129,58 @@ def classify_alerts(jd, fid, mag, isdiffpos, offsets, jd_now, jdstarthist, ndeth
     per_alert = (lambda a: np.asarray(a, dtype=np.float64)[todo])
     seq = build_sequences(take(jd), take(fid), take(mag), take(isdiffpos), per_alert(jd_now),
                           per_alert(jdstarthist), per_alert(ndethist), offsets=sub_offsets)
-    # the age again, from the first detection the history proves (an older detection than jdstarthist counts)
-    sub_status = cut_status(seq.n_epochs, np.zeros(len(todo)), np.full(len(todo), "Unknown", dtype=object),
-                            seq.age_days, np.zeros(len(todo)))
-    status[todo] = sub_status
-    keep = sub_status == STATUS_OK
+    result.n_detections[todo] = seq.n_detections
+    result.last_node = np.full((n, seq.values.shape[-1]), np.nan, np.float32)
+    result.last_node[todo] = seq.values[:, -1, :]
+    passed = status[todo] == STATUS_OK  # count_rejected: the header cuts' rejections stay as they are
+    status[todo[passed]] = light_curve_status(seq.n_epochs[passed], seq.age_days[passed])
+    keep = passed & (status[todo] == STATUS_OK)
     if model is not None and keep.any():
-        output = model.predict(seq.values[keep])
+        output = np.asarray(model.predict(seq.values[keep]), dtype=np.float32)
         rows = todo[keep]
-        proba[rows] = calibrated_probabilities(output, now_features(seq.values[keep]), model.contract.get("calibration"))
-        label[rows] = np.asarray(model.class_names, dtype=object)[output.argmax(axis=1)]
-    return Classification(proba, status, label)
+        result.output[rows] = output
+        result.proba[rows] = calibrated_probabilities(output, now_features(seq.values[keep]),
+                                                      model.contract.get("calibration"))
+        result.decision[rows] = output.argmax(axis=1)
+        result.label[rows] = np.asarray(model.class_names, dtype=object)[result.decision[rows]]
+    return result
 
 
 def _numbers(column) -> np.ndarray:
     return pd.to_numeric(pd.Series(np.asarray(column, dtype=object)), errors="coerce").to_numpy(np.float64)
 
 
-def classify_columns(cjd, cfid, cmagpsf, cisdiffpos, roid, cdsxmatch, jdstarthist, ndethist, model):
-    """:func:`classify_alerts` on Fink's columns: ragged ``c*`` arrays (history then current) per alert.
+def classify_ragged(jd, fid, mag, isdiffpos, roid, cdsxmatch, jdstarthist, ndethist, model,
+                    count_rejected: bool = False) -> Classification:
+    """:func:`classify_alerts` on Fink's ``c*`` columns given as ``(flat values, offsets)`` pairs, one per column.
 
-    The alert's epoch is the last ``cjd``. Never raises on bad values: an alert whose ``c*`` arrays
-    differ in length is ``malformed_history`` (blanked, so one bad row cannot fail the batch).
+    ``isdiffpos`` may be None (all positive). The alert's epoch is its last ``cjd``. Never raises on bad
+    values: an alert whose ``c*`` arrays differ in length is ``malformed_history`` (its points are left out,
+    so one bad row cannot fail the batch). ``count_rejected``: as for :func:`classify_alerts`.
     """
-    columns = [list(c) for c in (cjd, cfid, cmagpsf)]
-    signs = None if cisdiffpos is None else list(cisdiffpos)
-    lengths = [np.fromiter((0 if a is None else len(a) for a in c), np.int64, len(c)) for c in columns]
-    malformed = (lengths[0] != lengths[1]) | (lengths[0] != lengths[2])
-    if signs is not None:
-        malformed |= lengths[0] != np.fromiter((0 if a is None else len(a) for a in signs), np.int64, len(signs))
-    bad = np.flatnonzero(malformed)
-    for c in columns + ([signs] if signs is not None else []):
-        for i in bad:
-            c[i] = None
-    jd, offsets = flatten_ragged(columns[0])
-    fid, _ = flatten_ragged(columns[1])
-    mag, _ = flatten_ragged(columns[2])
-    sign = None if signs is None else flatten_ragged(signs, dtype=object)[0]
-    jd_now = np.array([a[-1] if a is not None and len(a) else np.nan for a in columns[0]], dtype=np.float64)
-    result = classify_alerts(jd, fid, mag, sign, offsets, jd_now, _numbers(jdstarthist), _numbers(ndethist),
-                             roid, cdsxmatch, model)
-    result.status[malformed] = STATUS_MALFORMED
-    if result.proba is not None:
-        result.proba[malformed] = REJECTED
-        result.label[malformed] = None
+    columns = [c for c in (jd, fid, mag, isdiffpos) if c is not None]
+    lengths = [np.diff(np.asarray(offsets, dtype=np.int64)) for _, offsets in columns]
+    malformed = np.zeros(len(lengths[0]), dtype=bool)
+    for other in lengths[1:]:
+        malformed |= other != lengths[0]
+    flat = []
+    for (values, _), length in zip(columns, lengths):
+        values = np.asarray(values)
+        if malformed.any():
+            values = values[np.repeat(~malformed, length)]
+        flat.append(values)
+    common = np.r_[0, np.cumsum(np.where(malformed, 0, lengths[0]))]
+    last = common[1:] - 1
+    jd_now = np.where(common[1:] > common[:-1], flat[0][np.maximum(last, 0)] if len(flat[0]) else np.nan, np.nan)
+    result = classify_alerts(flat[0], flat[1], flat[2], flat[3] if isdiffpos is not None else None, common,
+                             jd_now.astype(np.float64), _numbers(jdstarthist), _numbers(ndethist), roid, cdsxmatch,
+                             model, count_rejected)
+    result.reject(malformed, STATUS_MALFORMED)
     return result
+
+
+def classify_columns(cjd, cfid, cmagpsf, cisdiffpos, roid, cdsxmatch, jdstarthist, ndethist, model) -> Classification:
+    """:func:`classify_ragged` on ragged ``c*`` columns: one array (or None) per alert, history then current."""
+    ragged = [flatten_ragged(list(cjd)), flatten_ragged(list(cfid)), flatten_ragged(list(cmagpsf)),
+              None if cisdiffpos is None else flatten_ragged(list(cisdiffpos), dtype=object)]
+    return classify_ragged(*ragged, roid, cdsxmatch, jdstarthist, ndethist, model)

@@ -1,8 +1,10 @@
 """Which alerts t2 classifies: Fink's cuts, their thresholds and the status vocabulary, in one place.
 
 The science module, ``fink-t2 classify``, the replay and the evaluation scripts all decide through
-:func:`cut_status` (via :func:`fink_t2.core.classifier.classify_alerts`), so the stream and the
-command line can never disagree on the same light curve.
+:func:`fink_t2.core.classifier.classify_alerts`, so the stream and the command line can never disagree on the
+same light curve. It runs each cut once: the header cuts (:func:`header_status`, 1-3) on every alert, then the
+light-curve cuts (:func:`light_curve_status`, 3-4) on the alerts that pass them, from the sequence built for
+the model (:func:`cut_status` is the two in one call).
 
 Cuts, in the order they are checked; an alert that fails several gets the status of the first:
 
@@ -10,16 +12,16 @@ Cuts, in the order they are checked; an alert that fails several gets the status
 2. ``galactic_xmatch``: a cross-match (``cdsxmatch``) not compatible with an extragalactic host
    (``fink_utils.xmatch.simbad.return_list_of_eg_host``);
 3. ``too_old``: more than ``MAX_AGE_DAYS`` since the first detection (``jd_now - jdstarthist``;
-   an unknown age fails too);
+   an unknown age fails too; then again from the light curve: a detection older than ``jdstarthist`` counts);
 4. ``too_few_detections``: fewer than ``MIN_EPOCHS`` distinct epochs of positive g/r detections in
    the alert's 30-day window (what the model would see).
 
 A rejected alert gets ``REJECTED`` (−1) for every class: this module's documented value for "not
 classified" (Fink's modules differ: SuperNNova writes 0), with ``t2_status`` saying why.
 
->>> cut_status([2, 1, 3, 5], [0, 0, 3, 0], ["Unknown", "galaxy", "SN", "Star"],
-...            [10.0, 10.0, 10.0, 10.0], [0.0, 0.0, 0.0, 0.0]).tolist()
-['ok', 'too_few_detections', 'asteroid', 'galactic_xmatch']
+>>> cut_status([2, 1, 3, 5, 4], [0, 0, 3, 0, 0], ["Unknown", "galaxy", "SN", "Star", "Unknown"],
+...            [10.0, 10.0, 10.0, 10.0, 10.0], [0.0, 0.0, 0.0, 0.0, 0.0], [10.0, 10.0, 10.0, 10.0, 95.0]).tolist()
+['ok', 'too_few_detections', 'asteroid', 'galactic_xmatch', 'too_old']
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from fink_utils.xmatch.simbad import return_list_of_eg_host
 
 #: Fink ``roid`` value of a known solar-system object
 ASTEROID_ROID = 3
+#: ``cdsxmatch`` of "no counterpart" (Fink's value; also what a raw alert gets: no cross-match run)
+CDSXMATCH_UNKNOWN = "Unknown"
 #: ``cdsxmatch`` values compatible with an extragalactic transient (``Unknown``: no counterpart)
 EXTRAGALACTIC_XMATCH = frozenset(return_list_of_eg_host())
 #: largest alert age (``jd_now - jdstarthist``, days) classified
@@ -77,22 +81,40 @@ def age_days(jd_now, jdstarthist) -> np.ndarray:
         return now - start
 
 
+def _first_failed(checks, n: int) -> np.ndarray:
+    """``ok``, or the name of the first of ``checks`` (pairs: failed booleans, status) each alert fails."""
+    status = np.full(n, STATUS_OK, dtype=object)
+    for failed, name in reversed(checks):  # the first check listed wins
+        status[np.asarray(failed, dtype=bool)] = name
+    return status
+
+
 def header_status(roid, cdsxmatch, jd_now, jdstarthist) -> np.ndarray:
-    """Status from the cuts that need no light curve (asteroid, cross-match, age): cheap, run first."""
-    return cut_status(np.full(len(np.asarray(jd_now)), MIN_EPOCHS), roid, cdsxmatch, jd_now, jdstarthist)
-
-
-def cut_status(n_epochs, roid, cdsxmatch, jd_now, jdstarthist) -> np.ndarray:
-    """Status of each alert: ``ok`` or the first cut it fails (see the module doc)."""
-    status = np.full(len(n_epochs), STATUS_OK, dtype=object)
+    """Status from the cuts that need no light curve (asteroid, cross-match, age from ``jdstarthist``): run first."""
     age = age_days(jd_now, jdstarthist)
     roid = pd.to_numeric(pd.Series(np.asarray(roid, dtype=object)), errors="coerce").fillna(0).to_numpy()
-    checks = [  # later checks overwrite earlier ones: listed from last to first
-        (np.asarray(n_epochs) < MIN_EPOCHS, STATUS_FEW_DETECTIONS),
-        (~(age <= MAX_AGE_DAYS), STATUS_TOO_OLD),  # NaN age fails too
-        (~pd.Series(np.asarray(cdsxmatch, dtype=object)).isin(EXTRAGALACTIC_XMATCH).to_numpy(), STATUS_GALACTIC),
+    return _first_failed([
         (roid == ASTEROID_ROID, STATUS_ASTEROID),
-    ]
-    for failed, name in checks:
-        status[failed] = name
+        (~pd.Series(np.asarray(cdsxmatch, dtype=object)).isin(EXTRAGALACTIC_XMATCH).to_numpy(), STATUS_GALACTIC),
+        (~(age <= MAX_AGE_DAYS), STATUS_TOO_OLD),  # NaN age fails too
+    ], len(age))
+
+
+def light_curve_status(n_epochs, age) -> np.ndarray:
+    """Status from the alert's light curve (:class:`fink_t2.core.sequences.Sequences`: ``n_epochs``, ``age_days``):
+    too old once a detection older than ``jdstarthist`` counts, or too few detection epochs."""
+    age = np.asarray(age, dtype=np.float64)
+    return _first_failed([(~(age <= MAX_AGE_DAYS), STATUS_TOO_OLD),
+                          (np.asarray(n_epochs) < MIN_EPOCHS, STATUS_FEW_DETECTIONS)], len(age))
+
+
+def cut_status(n_epochs, roid, cdsxmatch, jd_now, jdstarthist, age=None) -> np.ndarray:
+    """Status of each alert: ``ok`` or the first cut it fails (see the module doc), header then light curve.
+
+    ``age``: days since the first detection the light curve proves (default: from ``jdstarthist``).
+    """
+    status = header_status(roid, cdsxmatch, jd_now, jdstarthist)
+    ok = status == STATUS_OK
+    age = age_days(jd_now, jdstarthist) if age is None else np.asarray(age, dtype=np.float64)
+    status[ok] = light_curve_status(np.asarray(n_epochs)[ok], age[ok])
     return status

@@ -21,8 +21,9 @@ the first of these statuses it earns (:data:`fink_t2.core.cuts.RAW_STATUSES`), b
    * ``gaia_star`` — a Gaia source within :data:`GAIA_MAX_DISTANCE_ARCSEC` and not fainter than
      :data:`GAIA_MAX_MAG` (``neargaia``, ``maggaia``): a point source bright enough to be a star, also
      where PS1 saturates and its score says nothing;
-   * ``negative_difference`` — the current detection is fainter than the reference (``isdiffpos`` ``f``):
-     something present in the reference image faded, a variable, not a new transient.
+   * ``negative_difference`` — the current detection is fainter than the reference (``isdiffpos`` ``f``, or ``0``
+     in some re-encodings: :data:`fink_t2.core.sequences.NEGATIVE_DIFFERENCE`, the values the preprocessing
+     drops): something present in the reference image faded, a variable, not a new transient.
 
 How far the stand-in agrees with Fink's real ``cdsxmatch`` is measured on every science-stage parquet
 of the sample data by ``scripts/raw_filter_agreement.py`` (``docs/raw_filter.md``). Alerts that carry
@@ -52,6 +53,7 @@ from fink_t2.core.cuts import (
     STATUS_NEGATIVE_DIFFERENCE,
     STATUS_PS1_STAR,
 )
+from fink_t2.core.sequences import NEGATIVE_DIFFERENCE as NEGATIVE_ISDIFFPOS  # one definition: the preprocessing's
 
 #: Fink's quality cuts (fink-broker ``bin/ztf/raw2science.py``): most bad pixels in a 5x5 box (``nbad``) ...
 MAX_NBAD = 0
@@ -69,8 +71,6 @@ PS1_MIN_SGSCORE = 0.8
 GAIA_MAX_DISTANCE_ARCSEC = 1.0
 #: ... and at most this G magnitude is a star under the alert
 GAIA_MAX_MAG = 17.0
-#: ``isdiffpos`` values of a negative difference (ZTF writes t/f; 1/0 in some re-encodings)
-NEGATIVE_ISDIFFPOS = ("f", "0")
 #: candidate fields the filter reads
 FIELDS = ("nbad", "rb", "fid", "drb", "sgscore1", "distpsnr1", "neargaia", "maggaia", "isdiffpos")
 
@@ -79,6 +79,9 @@ def _numbers(values) -> np.ndarray:
     """Floats with NaN for null or non-numeric values (ZTF writes -999 for "no such source": kept, the rules exclude it)."""
     if hasattr(values, "to_numpy") and not isinstance(values, (pd.Series, np.ndarray)):  # a pyarrow array
         values = values.to_numpy(zero_copy_only=False)
+    values = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
+    if values.dtype.kind in "fiub":  # already numbers (an Arrow column's nulls are NaN): nothing to parse
+        return values.astype(np.float64)
     return pd.to_numeric(pd.Series(np.asarray(values, dtype=object)), errors="coerce").to_numpy(np.float64)
 
 

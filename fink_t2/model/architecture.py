@@ -20,6 +20,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from fink_t2.core.sequences import CHANNELS, SEQUENCE_LENGTH
+from fink_t2.model.datasets import CLASS_NAMES
 
 
 @keras.utils.register_keras_serializable(package="fink_t2")
@@ -42,7 +43,7 @@ class PositionalEncoding(keras.layers.Layer):
         return super().get_config()
 
 
-def build_model(n_classes: int = 4, embed_dim: int = 32, num_heads: int = 4, key_dim: int = 8,
+def build_model(n_classes: int = len(CLASS_NAMES), embed_dim: int = 32, num_heads: int = 4, key_dim: int = 8,
                 ff_dim: int = 128, dropout: float = 0.1) -> keras.Model:
     """Uncompiled t2 model: input ``(None, SEQUENCE_LENGTH, 2)``, output class probabilities."""
     inputs = keras.Input(shape=(SEQUENCE_LENGTH, len(CHANNELS)), name="light_curve")

@@ -18,6 +18,7 @@ import pandas as pd
 
 from fink_t2.paths import shared_data_dir
 
+#: the classes t2 is trained on, in the order of its output (written into every model file's contract)
 CLASS_NAMES = ("SN Ia", "SN II", "SN Ibc", "Other")
 MJD_TO_JD = 2400000.5
 COLUMNS = ("object_id", "jd", "fid", "mag", "magerr", "label", "source", "redshift")

@@ -7,9 +7,8 @@ Every number about the model's quality comes from here:
 * :func:`bucket_metrics` reports, per alert-age bucket (``views.AGE_BUCKETS``), accuracy,
   macro-F1, per-class F1, log-loss and the log-loss of a constant class prior, every object
   weighing the same within a bucket (each of its views ``1 / its views in the bucket``);
-* :func:`crossval`: grouped, stratified K-fold cross-validation over all objects, each fold's model
-  trained by :func:`fink_t2.model.train.fit` and scored as its dynamic-range TFLite file by the
-  shipping runner (:class:`fink_t2.runtime.inference.T2Model`); mean ± std over folds;
+* :func:`summarize_folds`: mean ± std over the folds of the cross-validation (:mod:`fink_t2.model.crossval`,
+  which scores each fold here);
 * :func:`guard_metrics`: the numbers ``t2_metrics.json`` records for the shipped file on a fixed set
   of real BTS light curves, which the tests recompute from the file.
 """
@@ -21,8 +20,8 @@ import pandas as pd
 from sklearn.metrics import f1_score, log_loss
 
 from fink_t2.core.classifier import classify_alerts
-from fink_t2.core.cuts import STATUS_OK
-from fink_t2.model.datasets import CLASS_NAMES, cv_folds, object_table
+from fink_t2.core.cuts import CDSXMATCH_UNKNOWN, STATUS_OK
+from fink_t2.model.datasets import CLASS_NAMES, object_table
 from fink_t2.model.views import Views, alert_views, bucket_names
 
 #: the guard set: every GUARD_EVERY-th BTS object (sorted by id)
@@ -31,11 +30,11 @@ METRICS = ("accuracy", "macro_f1", "log_loss", "prior_log_loss")
 
 
 def score_views(model, views: Views):
-    """The :class:`fink_t2.core.classifier.Classification` of every view (probabilities, status, decision),
-    through the stream's cuts, preprocessing and calibration."""
+    """The :class:`fink_t2.core.classifier.Classification` of every view (status, raw output, probabilities,
+    decision), through the stream's cuts, preprocessing and calibration."""
     n = len(views)
     return classify_alerts(views.jd, views.fid, views.mag, None, views.offsets, views.jd_now, views.jdstarthist,
-                           views.ndethist, np.zeros(n), np.full(n, "Unknown", dtype=object), model)
+                           views.ndethist, np.zeros(n), np.full(n, CDSXMATCH_UNKNOWN, dtype=object), model)
 
 
 def class_prior(labels) -> np.ndarray:
@@ -103,67 +102,6 @@ def summarize_folds(folds: list[dict]) -> dict:
                        if (v := [r["f1"][c] for r in rows if c in r["f1"]])}
         out[name] = entry
     return out
-
-
-def crossval(table: pd.DataFrame, recipe, n_folds: int = 5, progress: bool = True, save_dir=None) -> dict:
-    """K-fold cross-validation of ``recipe`` on ``table``, scored on the BTS objects' alert views.
-
-    ``save_dir``: also write each fold's held-out predictions (and its validation views' predictions)
-    as ``fold<k>.npz`` there, for post-hoc studies of calibration.
-    """
-    import dataclasses
-    from pathlib import Path
-
-    from fink_t2.core.contract import make_contract
-    from fink_t2.model.train import dynamic_tflite, fit, split_train_val
-    from fink_t2.runtime.inference import T2Model
-
-    objects = object_table(table[table["source"] == "bts"])
-    extra = table[table["source"] != "bts"]  # other sources only ever train
-    folds = []
-    for k, (train_ids, test_ids) in enumerate(cv_folds(objects, n_folds, recipe.seed)):
-        train = pd.concat([table[table["object_id"].isin(train_ids)], extra])
-        train, val = split_train_val(train, recipe)
-        model, info = fit(train, val[val["source"] == "bts"], recipe, progress=False)
-        runner = T2Model(content=dynamic_tflite(model),
-                         contract=make_contract(CLASS_NAMES, calibration=info["calibration"]))
-        views = alert_views(table[table["object_id"].isin(test_ids)])
-        prior = class_prior(objects.set_index("object_id").loc[train_ids, "label"])
-        scores = score_views(runner, views)
-        result = bucket_metrics(views, scores, prior)
-        folds.append(result)
-        if save_dir is not None:
-            _save_fold(Path(save_dir) / f"fold{k}.npz", runner, views, scores.status, val, recipe)
-        if progress:
-            line = " ".join(f"{b}:{r.get('macro_f1', float('nan')):.2f}/{r.get('log_loss', float('nan')):.2f}"
-                            f"({r.get('prior_log_loss', float('nan')):.2f})" for b, r in result.items())
-            print(f"fold {k + 1}/{n_folds} (epochs {info['epochs_run']}) macro-F1/log-loss(prior): {line}", flush=True)
-    return {"folds": n_folds, "seed": recipe.seed, "recipe": dataclasses.asdict(recipe),
-            "objects": int(len(objects)), "scored_by": "dynamic-range TFLite of each fold (its calibration in its contract) via "
-            "fink_t2.runtime.inference.T2Model; macro-F1 and accuracy of the decision (t2_class), log-loss of the calibrated "
-            "probabilities",
-            "weighting": "objects weigh the same within a bucket", "buckets": summarize_folds(folds)}
-
-
-def _save_fold(path, runner, views: Views, status, val, recipe) -> None:
-    """The fold's raw network outputs (before calibration) on its test and validation views."""
-    from fink_t2.core.sequences import build_sequences
-    from fink_t2.model.train import view_inputs
-    from fink_t2.model.views import sample_views
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    seq = build_sequences(views.jd, views.fid, views.mag, None, views.jd_now, views.jdstarthist, views.ndethist,
-                          offsets=views.offsets)
-    x_val, y_val = view_inputs(sample_views(alert_views(val[val["source"] == "bts"]), recipe.views_per_bucket,
-                                            recipe.seed))
-    index = {name: i for i, name in enumerate(CLASS_NAMES)}
-    ok = status == STATUS_OK
-    proba = np.full((len(views), len(CLASS_NAMES)), -1.0, np.float32)
-    proba[ok] = runner.predict(seq.values[ok], chunk_size=256)
-    np.savez_compressed(path, proba=proba, status=status.astype(str), bucket=views.bucket(), age=views.age,
-                        y=np.array([index[c] for c in views.label]), object_id=views.object_id.astype(str),
-                        now=seq.values[:, -1, :], val_proba=runner.predict(x_val, chunk_size=256), val_y=y_val,
-                        val_now=x_val[:, -1, :])
 
 
 def guard_views(bts_table: pd.DataFrame) -> Views:

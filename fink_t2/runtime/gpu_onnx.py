@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from fink_t2.core.contract import ModelContractError
+from fink_t2.runtime.model_ref import ModelRef
 
 #: alerts per call on the GPU (a chunk of 16,384 alerts holds ~250 MB of attention weights)
 ONNX_MAX_CHUNK = 16384
 META_SHA = "fink_t2.source_sha256"
-META_CONTRACT = "fink_t2.core.contract"
+META_CONTRACT = "fink_t2.contract"  # the key the shipped t2.onnx carries (a metadata key, not a module path)
 
 
 def onnx_path_for(model_path) -> str:
@@ -35,15 +36,24 @@ def onnx_path_for(model_path) -> str:
     return str(Path(model_path).with_suffix(".onnx"))
 
 
-def probe_batch(n: int = 512, seed: int = 0) -> np.ndarray:
-    """A fixed batch shaped like t2's input (31 nodes × 7 channels), with masks and empty nodes as real ones have.
+def probe_batch(n: int = 512, seed: int = 0, contract: dict | None = None) -> np.ndarray:
+    """A fixed batch shaped like t2's input (the contract's nodes × channels), with masks and empty nodes as
+    real ones have. ``contract``: the model's (default: the one :class:`fink_t2.runtime.model_ref.ModelRef`
+    resolves, $FINK_T2_MODEL or the shipped file).
 
     What the GPU self-check and the export's check compare against the TFLite interpreter.
+
+    >>> probe_batch(3).shape
+    (3, 31, 7)
     """
+    if contract is None:
+        contract = ModelRef.resolve().contract
+    nodes, channels = int(contract["sequence_length"]), list(contract["channels"])
+    masks = [i for i, name in enumerate(channels) if name.startswith("observed")]
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 31, 7)).astype(np.float32)
-    x[..., 2:4] = rng.random((n, 31, 2)) < 0.3  # observed-node masks
-    x[rng.random((n, 31)) < 0.5] = 0.0  # empty nodes
+    x = rng.normal(size=(n, nodes, len(channels))).astype(np.float32)
+    x[..., masks] = rng.random((n, nodes, len(masks))) < 0.3  # observed-node masks
+    x[rng.random((n, nodes)) < 0.5] = 0.0  # empty nodes
     return x
 
 

@@ -39,8 +39,8 @@ import os
 import re
 import shutil
 from pathlib import Path
-from urllib.parse import unquote
 
+from fink_t2.alerts.sources import local_path
 from fink_t2.core.cuts import STATUS_OK, STATUS_UNREADABLE
 from fink_t2.runtime.model_ref import file_sha256
 
@@ -121,19 +121,6 @@ def disk_full_folder(err: BaseException, output: str) -> str | None:
             return output
         seen = seen.__cause__ or seen.__context__
     return None
-
-
-def local_path(uri: str) -> str | None:
-    """Local path of a plain path or ``file:`` URI (percent-decoded when only that exists), None for another file system.
-
-    >>> local_path("file:///night/a.avro"), local_path("file:/night/a.avro"), local_path("hdfs://nn/a.avro")
-    ('/night/a.avro', '/night/a.avro', None)
-    """
-    if uri.startswith("file:"):
-        raw = "/" + uri[len("file:"):].lstrip("/")
-        decoded = unquote(raw)
-        return decoded if os.path.exists(decoded) and not os.path.exists(raw) else raw
-    return None if re.match(r"[A-Za-z][\w+.-]*:", uri) else uri
 
 
 def _log_files(output: Path) -> dict[int, Path]:

@@ -1,7 +1,8 @@
 """Structured-streaming replay of an archived night through the t2 science module (``fink-t2 replay``).
 
-The source is Spark's ``binaryFile`` file source decoded into Fink's layout in the stream's tasks
-(:mod:`fink_t2.alerts.binaryfile`). A nightly tarball is cut by the driver into chunks of raw Avro
+The source is Spark's ``binaryFile`` file source; each of the stream's tasks decodes its files into Fink's
+layout (:mod:`fink_t2.alerts.binaryfile`), runs the raw filter and t2 on them (:mod:`fink_t2.stream.stages`:
+the three stages in one ``mapInArrow`` task, one crossing between the JVM and Python). A nightly tarball is cut by the driver into chunks of raw Avro
 members under ``OUTPUT/_staging`` (:mod:`fink_t2.alerts.staging`) while the one query of the run
 already decodes and classifies the chunks written so far (a processing-time trigger, stopped once the
 staging is done and every chunk is processed); other inputs are read with the ``availableNow`` trigger.
@@ -26,7 +27,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from fink_t2.alerts import detect_format
-from fink_t2.alerts.binaryfile import decoded_alerts, empty_files
+from fink_t2.alerts.binaryfile import empty_files
 from fink_t2.alerts.staging import Stager
 from fink_t2.core.cuts import STATUS_UNREADABLE
 from fink_t2.processor import T2_COLUMNS, t2_result_udf
@@ -47,6 +48,7 @@ from fink_t2.stream.output import (
 )
 from fink_t2.stream.progress import BATCH_METRICS, BatchLog, StagingBar
 from fink_t2.stream.spark import check_java, java_needed, replay_session
+from fink_t2.stream.stages import classified_alerts
 
 _LOG = logging.getLogger(__name__)
 
@@ -62,10 +64,11 @@ STAGING_TRIGGER = "0 seconds"
 
 
 def with_t2(df: DataFrame, model: ModelRef | None = None) -> DataFrame:
-    """Add ``t2`` (map), ``t2_status`` and ``t2_class`` to a Fink-layout DataFrame.
+    """Add ``t2`` (map), ``t2_status`` and ``t2_class`` to a Fink-layout DataFrame, with the pandas UDF of
+    :mod:`fink_t2.processor` (a DataFrame from elsewhere; the replay runs :mod:`fink_t2.stream.stages` instead).
 
     ``model``: run this model (its reference travels with the UDF) instead of $FINK_T2_MODEL or the shipped one.
-    A ``raw_filter`` column (:mod:`fink_t2.alerts.binaryfile`) is folded into ``t2_status`` and dropped: its
+    A ``raw_filter`` column (:mod:`fink_t2.alerts.science_stage`) is folded into ``t2_status`` and dropped: its
     status comes first, and the UDF gets no light curve for those alerts (every value -1, as any rejected alert).
     """
     inputs = [F.col(name) for name in T2_COLUMNS]
@@ -132,6 +135,12 @@ def check_model(model: str | None = None) -> ModelRef:
     return ref
 
 
+def replay_stream(reader, source: str, fmt: str, ref: ModelRef) -> DataFrame:
+    """The replay's stream: the alerts at ``source`` decoded, raw-filtered and classified in one task
+    (:func:`fink_t2.stream.stages.classified_alerts`), with the per-batch counts the log prints."""
+    return _observed(classified_alerts(reader, source, fmt, ref))
+
+
 def _observed(df: DataFrame) -> DataFrame:
     """``df`` with the per-batch counts :class:`fink_t2.stream.progress.BatchLog` prints (Spark's observed metrics)."""
     unreadable = F.sum(F.when(F.col("t2_status") == STATUS_UNREADABLE, 1).otherwise(0))
@@ -188,7 +197,7 @@ def replay(
     log = BatchLog(start, staging_line, lines=None if progress else [])
     spark.streams.addListener(log)
     writer = (
-        _observed(with_t2(decoded_alerts(reader, source, fmt), model=ref))
+        replay_stream(reader, source, fmt, ref)
         .writeStream.format("parquet")
         .option("path", output)
         .option("checkpointLocation", os.path.join(output, CHECKPOINT_DIR))
