@@ -110,3 +110,21 @@ def flat_log_loss(y: np.ndarray, proba: np.ndarray, n_classes: int | None = None
     p /= p.sum(axis=1, keepdims=True)
     per_object = -np.log(p[np.arange(len(y)), y])
     return float(np.mean([per_object[y == c].mean() for c in range(n_classes) if np.any(y == c)]))
+
+
+def resampled_curves(lc: pd.DataFrame, copies: int, seed: int = 42) -> pd.DataFrame:
+    """``copies`` re-observed copies of every light curve (training augmentation): each keeps a random
+    50-100 % of its measurements, and each flux is redrawn within its error (detections re-flagged at
+    5 sigma once redrawn, the PLAsTiCC threshold). ``object_id`` is kept; a ``copy`` column numbers them."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    ids = lc["object_id"].to_numpy()
+    unique, code = np.unique(ids, return_inverse=True)
+    for c in range(copies):
+        keep_rate = rng.uniform(0.5, 1.0, len(unique))[code]
+        part = lc[rng.random(len(lc)) < keep_rate].copy()
+        part["flux"] = part["flux"] + rng.normal(0.0, 1.0, len(part)) * part["flux_err"]
+        part["detected"] = np.abs(part["flux"]) > 5.0 * part["flux_err"]
+        part["copy"] = c
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True).sort_values(["copy", "object_id", "mjd"], kind="stable")
