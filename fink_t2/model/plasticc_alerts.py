@@ -24,7 +24,7 @@ from fink_t2.model.views import AGE_BUCKETS
 #: alert-age buckets (days since the first detection): ZTF's, then a Rubin alert's longer memory
 RUBIN_AGE_BUCKETS = (*AGE_BUCKETS, (90, 365), (365, 10000))
 DETECTION_COUNTS = (1, 3, 5, 10)
-PER_BUCKET = 2
+PER_BUCKET = 1
 CHUNK = 20000
 
 

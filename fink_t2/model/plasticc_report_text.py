@@ -58,7 +58,7 @@ def _rubin(data):
            f"{_ms(last['flat_log_loss'])} (target ≤ {TARGETS['rubin_full']}: "
            f"{_verdict(last['flat_log_loss']['mean'], TARGETS['rubin_full'])}), macro-F1 {_ms(last['macro_f1'])}, "
            f"accuracy {_ms(last['accuracy'])}.", "",
-           "Per alert age (days since the first detection; at most 2 alerts per object and bucket; the prior is the "
+           "Per alert age (days since the first detection; at most one alert per object and bucket; the prior is the "
            "training folds' class frequencies, scored by the plain log-loss; a uniform prior's flat log-loss is ln 14 = 2.639):", "",
            "| age (d) | alerts | flat log-loss | log-loss | prior log-loss | beats prior | macro-F1 |", "|---|---|---|---|---|---|---|"]
     for bucket, e in s["alerts"]["age_bucket"].items():

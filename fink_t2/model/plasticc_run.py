@@ -91,7 +91,8 @@ def full_curve_data(setting: str, view: dict, data_dir=None):
 
 
 def run(setting: str, name: str | None = None, n_folds: int = 5, view: dict | None = None,
-        recipe: PlasticcRecipe | None = None, data_dir=None, command: str | None = None, progress=True) -> dict:
+        recipe: PlasticcRecipe | None = None, data_dir=None, command: str | None = None, progress=True,
+        max_folds: int | None = None) -> dict:
     """Cross-validate ``setting`` and write ``build/plasticc/runs/<name>.json``."""
     view, recipe = {**VIEW, **(view or {})}, recipe or PlasticcRecipe()
     start = time.time()
@@ -101,7 +102,7 @@ def run(setting: str, name: str | None = None, n_folds: int = 5, view: dict | No
         from fink_t2.model.plasticc_alerts import alert_data
 
         objects, inputs, spec = alert_data(spec_of(setting, view), data_dir, recipe.seed)
-    result = crossval(objects, inputs, spec, CLASS_NAMES, recipe, n_folds, progress)
+    result = crossval(objects, inputs, spec, CLASS_NAMES, recipe, n_folds, progress, max_folds)
     result.update({"setting": setting, "name": name or setting, "view": view, "spec": spec.contract_fields(),
                    "command": command, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "seconds": round(time.time() - start, 1), "class_names": list(CLASS_NAMES)})
@@ -123,6 +124,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--name", default=None, help="run name (default: the setting)")
     parser.add_argument("--cv", type=int, default=5, help="folds of the cross-validation")
     parser.add_argument("--data-dir", default=None, help="shared data sets (default: $FINK_T2_DATA, else ../shared/data)")
+    parser.add_argument("--max-folds", type=int, default=None, help="run only the first folds (quick studies)")
     parser.add_argument("--ship", action="store_true", help="then train on every object and write the model file")
     for key, value in VIEW.items():
         parser.add_argument("--" + key.replace("_", "-"), type=type(value), default=value)
@@ -133,7 +135,7 @@ def main(argv=None) -> dict:
     recipe = PlasticcRecipe(**recipe_fields(args))
     dataset = [] if any(a.startswith("--dataset") for a in argv) else ["--dataset", "plasticc"]
     command = shlex.join(["fink-t2", "train", *dataset, *argv])
-    result = run(args.setting, args.name, args.cv, view, recipe, args.data_dir, command)
+    result = run(args.setting, args.name, args.cv, view, recipe, args.data_dir, command, max_folds=args.max_folds)
     if args.ship:
         from fink_t2.model.plasticc_ship import ship
 

@@ -13,16 +13,13 @@ import dataclasses
 import json
 from datetime import datetime, timezone
 
-import numpy as np
-
-from fink_t2.model.plasticc import BROAD_CLASSES, CLASS_NAMES, load_plasticc
-from fink_t2.model.plasticc_train import fit, quantized_file, scores, split_objects
+from fink_t2.model.plasticc import BROAD_CLASSES, CLASS_NAMES
+from fink_t2.model.plasticc_guard import guard_metrics
+from fink_t2.model.plasticc_train import fit, quantized_file, split_objects
 from fink_t2.paths import MODEL_DIR
 
 LSST_MODEL = "t2_lsst.tflite"
 LSST_METRICS = "t2_lsst_metrics.json"
-#: objects of the guard subset: the first ones by object_id
-GUARD_OBJECTS = 200
 #: what a Rubin alert reader must feed the model (issue 21), written into the contract
 RUBIN_INPUTS = {
     "time": "midpointMjdTai (days, MJD TAI) of every diaSource and diaForcedSource",
@@ -34,32 +31,6 @@ RUBIN_INPUTS = {
     "t_first": "the first detection of the object (may be older than the window)",
     "builder": "fink_t2.core.flux_sequences.build_flux_sequences(spec_from_contract(contract), ...)",
 }
-
-
-def guard_inputs(setting: str, spec, anchor: str = "last", data_dir=None):
-    """(inputs, labels) of the guard subset: the last-detection alert views (rubin) or full curves of the
-    first ``GUARD_OBJECTS`` objects."""
-    lc, objects = load_plasticc(data_dir)
-    objects = objects.iloc[:GUARD_OBJECTS].reset_index(drop=True)
-    lc = lc[lc["object_id"].isin(objects["object_id"]) & lc["band"].isin(spec.band_codes)].reset_index(drop=True)
-    if setting == "rubin":
-        from fink_t2.model.plasticc_alerts import detection_table, view_inputs
-
-        last = detection_table(lc)
-        last = last[last["last"]]
-        y = last["object_id"].map(dict(zip(objects["object_id"], objects["y"]))).to_numpy(np.int64)
-        return view_inputs(lc, last, spec), y
-    from fink_t2.model.plasticc import full_curve_inputs
-
-    return full_curve_inputs(lc, objects, spec, anchor)
-
-
-def guard_metrics(runner, setting: str, spec, anchor: str = "last", data_dir=None) -> dict:
-    x, y = guard_inputs(setting, spec, anchor, data_dir)
-    proba = runner.predict(x)
-    out = scores(y, proba, len(CLASS_NAMES))
-    out.pop("confusion")
-    return {**out, "objects": GUARD_OBJECTS, "mean_probabilities": proba.mean(axis=0).round(6).tolist()}
 
 
 def ship(setting: str, view: dict, recipe, data_dir=None, command=None, cv: dict | None = None) -> dict:

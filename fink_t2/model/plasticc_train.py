@@ -117,7 +117,7 @@ def prior_scores(y_train: np.ndarray, y: np.ndarray, n_classes: int, flat: bool)
 
 
 def crossval(objects, inputs, spec, class_names, recipe: PlasticcRecipe, n_folds: int = 5,
-             progress: bool = True) -> dict:
+             progress: bool = True, max_folds: int | None = None) -> dict:
     """Grouped (one object in one fold), class-stratified ``n_folds`` cross-validation.
 
     ``objects``: object_id, y. ``inputs(ids, part)``: ``part`` "train" → (x, y) of those objects
@@ -129,6 +129,8 @@ def crossval(objects, inputs, spec, class_names, recipe: PlasticcRecipe, n_folds
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=recipe.seed)
     folds = []
     for k, (train, test) in enumerate(splitter.split(ids, labels)):
+        if max_folds is not None and k >= max_folds:  # quick studies: the first folds of the same split only
+            break
         start = time.time()
         fit_ids, val_ids = split_objects(ids[train], labels[train], recipe.validation_fraction, recipe.seed)
         (x, y), (x_val, y_val) = inputs(fit_ids, "train_augmented"), inputs(val_ids, "train")
