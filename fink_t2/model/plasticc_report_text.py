@@ -61,10 +61,14 @@ def _rubin(data):
            "Per alert age (days since the first detection; at most one alert per object and bucket; the prior is the "
            "training folds' class frequencies, scored by the plain log-loss; a uniform prior's flat log-loss is ln 14 = 2.639):", "",
            "| age (d) | alerts | flat log-loss | log-loss | prior log-loss | beats prior | macro-F1 |", "|---|---|---|---|---|---|---|"]
-    for bucket, e in s["alerts"]["age_bucket"].items():
+    for bucket, e in sorted(s["alerts"]["age_bucket"].items(), key=lambda kv: float(kv[0].split("-")[0].rstrip("+"))):
         out.append(f"| {bucket} | {e['n']['mean'] * run['n_folds']:.0f} | {_ms(e['flat_log_loss'])} | {_ms(e['log_loss'])} | "
                    f"{_ms(e['prior']['log_loss'])} | {'yes' if e['log_loss']['mean'] < e['prior']['log_loss']['mean'] else 'no'} | "
                    f"{_ms(e['macro_f1'])} |")
+    buckets = s["alerts"]["age_bucket"].values()
+    beats = sum(e["log_loss"]["mean"] < e["prior"]["log_loss"]["mean"] for e in buckets)
+    out += ["", f"Log-loss below the prior's in {beats} of {len(buckets)} age buckets (target: all: "
+            f"{'met' if beats == len(buckets) else 'missed'})."]
     out += ["", "At the k-th detection (the view an alert carries then: every measurement of the previous 365 days):", "",
             "| detection | alerts | flat log-loss | reference | below reference | macro-F1 | reference | log-loss | prior log-loss |",
             "|---|---|---|---|---|---|---|---|---|"]
