@@ -239,6 +239,8 @@ def main(argv=None) -> dict:
         return plasticc_main(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None, help="shared data sets (default: $FINK_T2_DATA, else ../shared/data)")
+    parser.add_argument("--dataset", choices=["bts", "plasticc"], default="bts",
+                        help="plasticc: t2 on PLAsTiCC in any band set (options: python -m fink_t2.model.plasticc_run --help)")
     parser.add_argument("--output-dir", default=str(MODEL_DIR), help="where the model file and its metrics are written")
     parser.add_argument("--float-dir", default=str(FLOAT_MODEL_DIR), help="where the float model is kept ('' : not kept)")
     parser.add_argument("--cv", type=int, default=0, help="cross-validate the recipe over K folds first (0: no)")
