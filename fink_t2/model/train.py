@@ -233,8 +233,8 @@ def recipe_from(args) -> Recipe:
 def main(argv=None) -> dict:
     """Command line entry: ``fink-t2 train`` / ``python -m fink_t2.model.train``."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if any(a == "--dataset" or a.startswith("--dataset=") for a in argv):  # PLAsTiCC: fink_t2.model.plasticc_run
-        from fink_t2.model.plasticc_run import main as plasticc_main
+    if "--dataset=plasticc" in argv or any(a == "--dataset" and b == "plasticc" for a, b in zip(argv, argv[1:])):
+        from fink_t2.model.plasticc_run import main as plasticc_main  # PLAsTiCC: its own options
 
         return plasticc_main(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
