@@ -90,10 +90,13 @@ def _compression(data):
         return ["Not run in this session (cut for time): `python -m fink_t2.model.plasticc_compress` builds it."]
     rows = comp["variants"]
     saved = rows["savedmodel"].get("bytes")
-    out = [f"Quality: flat log-loss of each variant on the first {comp['n_folds_of_5']} of the 5 folds (each fold's model "
+    out = [f"Quality: flat log-loss of each variant on {comp['n_folds_of_5']} of the 5 folds (each fold's model "
            f"retrained, every variant built from it, tfmot variants fine-tuned {comp['fine_tune_epochs']} epochs); size and "
            "speed: the variants of the model trained on every object, one thread, latency of one alert (batch 1), alerts/s in "
-           "chunks of 4 (the SavedModel through Keras).", "",
+           "chunks of 4 (the SavedModel through Keras, its quality that of its float TFLite conversion: the same weights); "
+           "speed is CPU time (a shared machine), so read the ratios. TFLite sizes are the FlatBuffers without the "
+           "appended contract; the SavedModel's latency is one Keras call per alert, mostly TensorFlow's per-call overhead.",
+           "",
            "| variant | bytes | ratio to SavedModel | gzip bytes | load (ms) | latency (ms/alert) | alerts/s | CV flat log-loss |",
            "|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
