@@ -71,8 +71,9 @@ def cut_list(runs: dict) -> list[str]:
               "table is built on the first." if "gr_copies3" in runs else
               "the resampled-copies study above (one fold) says augmentation helps: the next run to make."),
            f"ugrizy + photo-z: {folds('ugrizy_photoz')}, not 5.",
-           "ugrizy without redshift on full curves (reference 0.622) was not run as a full-curve setting; the Rubin "
-           "model's score at each object's last detection stands beside it.",
+           (f"ugrizy without redshift on full curves: {folds('ugrizy')}, not 5." if "ugrizy" in runs else
+            "ugrizy without redshift on full curves was not run as a full-curve setting; the Rubin model's score at "
+            "each object's last detection stands beside its reference."),
            f"Rubin model: {folds('rubin')}, one training view per object and alert-age bucket.",
            "Boone-2019 redshift augmentation (fink_t2/model/augment.py) works on ZTF magnitudes of BTS objects; it was "
            "not ported to PLAsTiCC fluxes and redshifts.",

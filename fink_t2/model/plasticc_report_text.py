@@ -26,10 +26,11 @@ def _setting_rows(data):
     for name, label, paper, ref in (("gr", "g, r, no redshift, full curves (the paper's setting)", PAPER["gr"], "gr"),
                                     ("gr_copies3", "the same, + 3 resampled copies of each training object", PAPER["gr"],
                                      "gr"),
+                                    ("ugrizy", "ugrizy, no redshift, full curves", "", "ugrizy"),
                                     ("ugrizy_photoz", "ugrizy + host photo-z, full curves", PAPER["ugrizy_photoz"],
                                      "ugrizy_photoz")):
         run = data["runs"].get(name)
-        if not run and name == "gr_copies3":
+        if not run and name in ("gr_copies3", "ugrizy"):
             continue
         if not run:
             rows.append(f"| {label} | not run | | | | | {paper} | {REFERENCE[ref]['flat_log_loss'][0]} |")
