@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from fink_t2.core.classifier import classify_alerts
+from fink_t2.core.contract import FLUX_FORMAT
 from fink_t2.core.cuts import STATUS_OK
 from fink_t2.core.sequences import BANDS, build_sequences
 
@@ -127,8 +128,13 @@ def classify_file(path, output, model_ref=None, device="auto") -> dict:
     from fink_t2.runtime import gpu
     from fink_t2.runtime.model_ref import ModelRef
 
-    table = read_lightcurves(path)
     model_ref = model_ref or ModelRef.resolve()
+    if model_ref.contract.get("format") == FLUX_FORMAT:  # a band-generic flux model (Rubin): fink_t2.flux_table
+        from fink_t2.flux_table import classify_flux_file
+        from fink_t2.runtime.inference import load_model
+
+        return classify_flux_file(path, output, load_model(model_ref))
+    table = read_lightcurves(path)
     model = gpu.choose_model(model_ref, device)
     out = classify_lightcurves(table, model=model)
     output = Path(output)

@@ -23,9 +23,12 @@ from pathlib import Path
 
 from fink_t2.core.calibration import check_calibration
 from fink_t2.core.sequences import BANDS, CHANNELS, PREPROCESSING_VERSION, SEQUENCE_LENGTH, WINDOW_DAYS
+from fink_t2.core.spec import SequenceSpec, spec_from_contract
 
 CONTRACT_NAME = "t2_contract.json"
 CONTRACT_FORMAT = 2
+#: band-generic flux models (fink_t2.core.spec): bands, unit and zero point are data of the contract
+FLUX_FORMAT = 3
 
 
 class ModelContractError(ValueError):
@@ -44,9 +47,11 @@ def _expected() -> dict:
     }
 
 
-def make_contract(class_names, **extra) -> dict:
-    """Contract of a model trained with this code's preprocessing."""
-    return {**_expected(), "class_names": list(class_names), **extra}
+def make_contract(class_names, spec: SequenceSpec | None = None, **extra) -> dict:
+    """Contract of a model trained with this code's preprocessing: the ZTF layout (format 2), or a
+    band-generic :class:`fink_t2.core.spec.SequenceSpec` (format 3: bands, unit, zero point, layout)."""
+    fields = _expected() if spec is None else spec.contract_fields()
+    return {**fields, "class_names": list(class_names), **extra}
 
 
 def attach_contract(model_bytes: bytes, contract: dict) -> bytes:
@@ -81,12 +86,19 @@ def read_contract(path) -> dict:
 
 
 def check_contract(contract: dict, path="model") -> None:
-    """Refuse a contract this code does not understand."""
-    for key, value in _expected().items():
-        if contract.get(key) != value:
-            raise ModelContractError(
-                f"{path}: model {key} is {contract.get(key)!r}, this fink-t2 needs {value!r}"
-            )
+    """Refuse a contract this code does not understand (format 2: the ZTF layout exactly; format 3: a
+    consistent :class:`fink_t2.core.spec.SequenceSpec`)."""
+    if contract.get("format") == FLUX_FORMAT:
+        try:
+            spec_from_contract(contract)
+        except (TypeError, ValueError) as err:
+            raise ModelContractError(f"{path}: {err}") from None
+    else:
+        for key, value in _expected().items():
+            if contract.get(key) != value:
+                raise ModelContractError(
+                    f"{path}: model {key} is {contract.get(key)!r}, this fink-t2 needs {value!r}"
+                )
     names = contract.get("class_names")
     if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
         raise ModelContractError(f"{path}: class_names must be distinct non-empty strings, got {names!r}")
@@ -94,6 +106,17 @@ def check_contract(contract: dict, path="model") -> None:
         check_calibration(contract.get("calibration"), len(names), path)
     except ValueError as err:
         raise ModelContractError(str(err)) from None
+
+
+def input_spec(contract: dict):
+    """The input a checked contract declares: a :class:`fink_t2.core.spec.SequenceSpec` (format 3), or for the
+    ZTF file (format 2) the g/r µJy spec its contract implies (``fink_t2.core.spec.ZTF_SPEC``).
+
+    >>> from fink_t2.runtime.model_ref import DEFAULT_MODEL_PATH
+    >>> input_spec(read_contract(DEFAULT_MODEL_PATH))["flux_unit"]
+    'uJy'
+    """
+    return spec_from_contract(contract)
 
 
 def check_io(path, contract: dict, input_shape, n_outputs: int) -> None:

@@ -69,6 +69,7 @@ import numpy as np
 
 #: version of this transform, written into every model file and checked at load
 PREPROCESSING_VERSION = "t2-alert30-v1"
+#: (the ZTF layout below; flux input in any band set, e.g. Rubin's: :mod:`fink_t2.core.flux_sequences`)
 #: history a ZTF alert packet carries, days before the alert's epoch
 WINDOW_DAYS = 30.0
 GRID_STEP_DAYS = 1.0
@@ -233,7 +234,7 @@ def build_sequences(jd, fid, magpsf, isdiffpos=None, jd_now=None, jdstarthist=No
     sums = np.bincount(cell, weights=flux, minlength=size)
     observed = (counts > 0).reshape(n, SEQUENCE_LENGTH, 2)
     binned = np.divide(sums, counts, out=np.zeros(size), where=counts > 0).reshape(n, SEQUENCE_LENGTH, 2)
-    flux_nodes = _interpolate_between_observed(binned, observed)
+    flux_nodes = interpolate_between_observed(binned, observed)
     peak = binned.max(axis=(1, 2))
     scale = np.divide(1.0, peak, out=np.zeros(n), where=peak > 0)
 
@@ -258,23 +259,24 @@ def build_sequences(jd, fid, magpsf, isdiffpos=None, jd_now=None, jdstarthist=No
                      age_days=age)
 
 
-def _interpolate_between_observed(binned: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """Linear interpolation along axis 1 between observed nodes; 0 outside.
+def interpolate_between_observed(binned: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Linear interpolation along axis 1 of ``(n, nodes, bands)`` between observed nodes; 0 outside.
 
-    Previous/next observed node found with running max/min (int8: nodes < 128),
-    values gathered from the flat array (cheaper than ``take_along_axis``).
+    Previous/next observed node found with running max/min (int16 node indices), values gathered from
+    the flat array (cheaper than ``take_along_axis``). Shared by :mod:`fink_t2.core.flux_sequences`.
     """
-    n, length = binned.shape[0], binned.shape[1]
-    steps = np.arange(length, dtype=np.int8)[None, :, None]
-    prev = np.where(observed, steps, np.int8(-1))
+    n, length, n_bands = binned.shape
+    small = np.int8 if length < 127 else np.int16
+    steps = np.arange(length, dtype=small)[None, :, None]
+    prev = np.where(observed, steps, small(-1))
     np.maximum.accumulate(prev, axis=1, out=prev)
-    nxt = np.minimum.accumulate(np.where(observed, steps, np.int8(length))[:, ::-1], axis=1)[:, ::-1]
+    nxt = np.minimum.accumulate(np.where(observed, steps, small(length))[:, ::-1], axis=1)[:, ::-1]
     inside = (prev >= 0) & (nxt < length)
     p = np.maximum(prev, 0).astype(np.int64)
     q = np.minimum(nxt, length - 1).astype(np.int64)
-    base = (np.arange(n, dtype=np.int64) * (2 * length))[:, None, None] + np.arange(2)[None, None, :]
+    base = (np.arange(n, dtype=np.int64) * (n_bands * length))[:, None, None] + np.arange(n_bands)[None, None, :]
     flat = binned.reshape(-1)
-    vp, vq = flat[base + 2 * p], flat[base + 2 * q]
+    vp, vq = flat[base + n_bands * p], flat[base + n_bands * q]
     span = (q - p).astype(binned.dtype)
     weight = (steps - p).astype(binned.dtype)
     np.divide(weight, span, out=weight, where=span > 0)

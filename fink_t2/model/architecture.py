@@ -11,6 +11,8 @@ alert's own epoch (the last node: what the alert header knows) → softmax. ~13k
 13120
 >>> model.input_shape, model.output_shape
 ((None, 31, 7), (None, 4))
+>>> build_model(14, input_shape=(100, 10)).output_shape
+(None, 14)
 """
 
 from __future__ import annotations
@@ -43,9 +45,11 @@ class PositionalEncoding(keras.layers.Layer):
 
 
 def build_model(n_classes: int = 4, embed_dim: int = 32, num_heads: int = 4, key_dim: int = 8,
-                ff_dim: int = 128, dropout: float = 0.1) -> keras.Model:
-    """Uncompiled t2 model: input ``(None, SEQUENCE_LENGTH, 2)``, output class probabilities."""
-    inputs = keras.Input(shape=(SEQUENCE_LENGTH, len(CHANNELS)), name="light_curve")
+                ff_dim: int = 128, dropout: float = 0.1, input_shape: tuple | None = None) -> keras.Model:
+    """Uncompiled t2 model: input ``input_shape`` (default the ZTF view's ``(SEQUENCE_LENGTH, len(CHANNELS))``;
+    a band-generic spec's ``(sequence_length, len(channels))``), output class probabilities."""
+    length, n_channels = input_shape or (SEQUENCE_LENGTH, len(CHANNELS))
+    inputs = keras.Input(shape=(length, n_channels), name="light_curve")
     x = keras.layers.Conv1D(embed_dim, kernel_size=1, name="embedding")(inputs)
     x = PositionalEncoding(name="positional_encoding")(x)
     attention = keras.layers.MultiHeadAttention(num_heads, key_dim, dropout=dropout, name="attention")(x, x)
@@ -54,7 +58,7 @@ def build_model(n_classes: int = 4, embed_dim: int = 32, num_heads: int = 4, key
     ff = keras.layers.Dense(embed_dim, name="feed_forward_2")(ff)
     x = keras.layers.LayerNormalization(epsilon=1e-6, name="norm_2")(x + keras.layers.Dropout(dropout)(ff))
     x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
-    now = keras.layers.Flatten(name="now")(keras.layers.Cropping1D((SEQUENCE_LENGTH - 1, 0), name="last_node")(inputs))
+    now = keras.layers.Flatten(name="now")(keras.layers.Cropping1D((length - 1, 0), name="last_node")(inputs))
     x = keras.layers.Concatenate(name="pool_and_now")([x, now])
     outputs = keras.layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="t2")

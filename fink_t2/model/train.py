@@ -233,6 +233,10 @@ def recipe_from(args) -> Recipe:
 def main(argv=None) -> dict:
     """Command line entry: ``fink-t2 train`` / ``python -m fink_t2.model.train``."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--dataset" or a.startswith("--dataset=") for a in argv):  # PLAsTiCC: fink_t2.model.plasticc_run
+        from fink_t2.model.plasticc_run import main as plasticc_main
+
+        return plasticc_main(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None, help="shared data sets (default: $FINK_T2_DATA, else ../shared/data)")
     parser.add_argument("--output-dir", default=str(MODEL_DIR), help="where the model file and its metrics are written")
