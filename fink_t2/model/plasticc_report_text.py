@@ -137,6 +137,14 @@ def render(data: dict) -> str:
               "grid ending at the alert (365 days). A per-object 2-D GP (the paper's interpolation) was not tried: "
               "it costs 100-400 objects/s per core (the issue's figure for the reference's features), far from the "
               "10,000 alerts/s/core the stream needs.", ""]
+    studies = [(n, r) for n, r in runs.items() if n.startswith("study_")]
+    if studies and "gr" in runs:
+        lines += ["Recipe studies (the first fold of the g/r split only, against the same fold of the g/r run):", "",
+                  "| run | fold-0 flat log-loss | g/r run, fold 0 | command |", "|---|---|---|---|"]
+        for name, r in studies:
+            lines.append(f"| {name} | {r['fold_flat_log_loss'][0]:.3f} | {runs['gr']['fold_flat_log_loss'][0]:.3f} | "
+                         f"`{r['command']}` |")
+        lines.append("")
     if "gr" in runs:
         lines += ["Confusion matrix of the g/r setting (summed over folds; % of each true class):", "", *_confusion(runs["gr"]), ""]
     lines += ["## The Rubin model (`fink_t2/data/t2_lsst.tflite`)", "", *_rubin(data), ""]
@@ -144,10 +152,13 @@ def render(data: dict) -> str:
     if model and bench:
         lines += [f"File: {model['model_size']['tflite_bytes']:,} bytes (target ≤ {TARGETS['max_bytes']:,}: "
                   f"{_verdict(model['model_size']['tflite_bytes'], TARGETS['max_bytes'])}); micro-benchmark "
-                  f"(one thread, {bench['alerts']} alerts, chunks of {bench['chunk_size']}): model "
+                  f"(CPU time of one thread, best of 3, {bench['alerts']} alerts, chunks of {bench['chunk_size']}): model "
                   f"{bench['model_alerts_per_s_per_core']:,.0f} alerts/s/core (target ≥ {TARGETS['min_alerts_per_s']:,}: "
                   f"{'met' if bench['model_alerts_per_s_per_core'] >= TARGETS['min_alerts_per_s'] else 'missed'}), "
                   f"preprocessing {bench['preprocessing_alerts_per_s']:,.0f} alerts/s, both "
-                  f"{bench['end_to_end_alerts_per_s']:,.0f} alerts/s. Made by `{model['command']}`.", ""]
+                  f"{bench['end_to_end_alerts_per_s']:,.0f} alerts/s, measured while the machine's load average was "
+                  f"{bench['load_average_1min']:.1f} on {bench['cpu_count']} cores (shared with other jobs: a floor, not the "
+                  f"figure of an idle core). Made by `{model['command']}`.", ""]
     lines += ["## Compression table (g/r paper-setting model)", "", *_compression(data), ""]
+    lines += ["## What was cut for time, and what is left", "", *[f"- {item}" for item in data.get("cut", [])], ""]
     return "\n".join(lines)
