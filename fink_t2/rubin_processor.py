@@ -26,6 +26,7 @@ from pyspark.sql.types import (
     FloatType,
     LongType,
     MapType,
+    NullType,
     StringType,
     StructField,
     StructType,
@@ -88,14 +89,16 @@ def _field_type(schema: DataType, path: str):
 def t2_rubin_columns(df) -> list:
     """The UDF's input columns of ``df`` (:data:`RUBIN_COLUMNS`), cast to the types it reads.
 
-    An input ``df`` lacks (a packet without ``ssSource``, forced photometry whose type Spark lost because
-    every list was empty) becomes a typed null: the alert is classified on what it has.
+    An input ``df`` lacks, or holds with a type that cannot be cast (a packet without ``ssSource``, forced
+    photometry whose type Spark lost because every list was empty, a struct where a number is due), becomes a
+    typed null: the alert is classified on what it has.
     """
     columns = []
     for name, dtype in RUBIN_INPUTS:
         found = _field_type(df.schema, name)
-        usable = found is not None and (isinstance(found, ArrayType) == isinstance(dtype, ArrayType)) and \
-            "NullType" not in repr(found)
+        leaf = found.elementType if isinstance(found, ArrayType) else found
+        usable = found is not None and isinstance(found, ArrayType) == isinstance(dtype, ArrayType) and \
+            not isinstance(leaf, (ArrayType, MapType, NullType, StructType))
         columns.append((F.col(name) if usable else F.lit(None)).cast(dtype).alias(name.replace(".", "_")))
     return columns
 

@@ -93,10 +93,13 @@ def test_the_documented_lines_classify_real_rubin_alerts_like_the_core(spark, sa
 
 
 @pytest.mark.slow
-def test_a_dataframe_without_forced_photometry_ssSource_or_diaObject_is_classified(spark, samples):
+def test_a_dataframe_without_forced_photometry_or_diaObject_and_a_bad_ssSource_is_classified(spark, samples):
     path, _, _ = samples["fink_rubin"]
     full = with_c_columns(spark.read.parquet(str(path)))
-    bare = full.select("diaSource", "cmidpointMjdTai", "cpsfFlux", "cpsfFluxErr", "cband")
+    from pyspark.sql import functions as F
+
+    bare = full.select("diaSource", "cmidpointMjdTai", "cpsfFlux", "cpsfFluxErr", "cband",
+                       F.lit("not a struct").alias("ssSource"))
     columns = t2_rubin_columns(bare)
     assert len(columns) == len(RUBIN_COLUMNS)
     from fink_t2.rubin_processor import t2_rubin
