@@ -2,6 +2,7 @@
 (fink_t2.core.rubin_cuts explains the rule), and docs/fink.md quotes that file's figures."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -33,8 +34,19 @@ def test_min_detections_is_the_fewest_count_with_a_significant_gain_over_the_pri
     assert MIN_DETECTIONS == chosen, gains
 
 
-def test_max_age_is_the_range_the_cross_validation_scored(summary, shared_data):
+@pytest.fixture
+def training_modules(monkeypatch):
+    """Import fink_t2.model.* with TF_USE_LEGACY_KERAS (which importing the package sets) restored afterwards: in
+    Fink's venv (TensorFlow without tf_keras) a later test's TensorFlow must not see it."""
+    monkeypatch.setenv("TF_USE_LEGACY_KERAS", os.environ.get("TF_USE_LEGACY_KERAS", ""))  # restored at teardown
     from fink_t2.model.plasticc import load_plasticc
+    from fink_t2.model.plasticc_report_text import REFERENCE
+
+    return load_plasticc, REFERENCE
+
+
+def test_max_age_is_the_range_the_cross_validation_scored(summary, shared_data, training_modules):
+    load_plasticc, _ = training_modules
 
     buckets = summary["alerts"]["age_bucket"]
     assert len(buckets) == 8 and "365+" in buckets
@@ -65,8 +77,8 @@ def test_docs_quote_the_metrics_files_figures(summary):
     assert f"`MIN_DETECTIONS = {MIN_DETECTIONS}`" in text and f"`MAX_AGE_DAYS = {MAX_AGE_DAYS:g}`" in text
 
 
-def test_the_reference_is_better_at_every_count_as_the_docs_say(summary):
-    from fink_t2.model.plasticc_report_text import REFERENCE
+def test_the_reference_is_better_at_every_count_as_the_docs_say(summary, training_modules):
+    _, REFERENCE = training_modules
 
     text = DOC.read_text(encoding="utf-8")
     counts = summary["detections"]["n_detections"]
