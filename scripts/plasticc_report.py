@@ -66,8 +66,10 @@ def cut_list(runs: dict) -> list[str]:
     def folds(name):
         return f"{runs[name]['n_folds']} folds, at most {runs[name]['recipe']['epochs']} epochs" if name in runs else "not run"
     out = [f"Representation study: {folds('repr_grid')} per view (a ranking, not final scores); no 2-D GP view.",
-           f"g/r paper setting: {folds('gr')} (early stopping), no training augmentation in the 5-fold run; "
-           "the resampled-copies study above (one fold) says it helps and is the next run to make.",
+           f"g/r paper setting: {folds('gr')} (early stopping), no training augmentation; "
+           + (f"with 3 resampled copies of each training object: {folds('gr_copies3')} (second row). The compression "
+              "table is built on the first." if "gr_copies3" in runs else
+              "the resampled-copies study above (one fold) says augmentation helps: the next run to make."),
            f"ugrizy + photo-z: {folds('ugrizy_photoz')}, not 5.",
            "ugrizy without redshift on full curves (reference 0.622) was not run as a full-curve setting; the Rubin "
            "model's score at each object's last detection stands beside it.",

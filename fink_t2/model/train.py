@@ -233,12 +233,14 @@ def recipe_from(args) -> Recipe:
 def main(argv=None) -> dict:
     """Command line entry: ``fink-t2 train`` / ``python -m fink_t2.model.train``."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if any(a == "--dataset" or a.startswith("--dataset=") for a in argv):  # PLAsTiCC: fink_t2.model.plasticc_run
-        from fink_t2.model.plasticc_run import main as plasticc_main
+    if "--dataset=plasticc" in argv or any(a == "--dataset" and b == "plasticc" for a, b in zip(argv, argv[1:])):
+        from fink_t2.model.plasticc_run import main as plasticc_main  # PLAsTiCC: its own options
 
         return plasticc_main(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None, help="shared data sets (default: $FINK_T2_DATA, else ../shared/data)")
+    parser.add_argument("--dataset", choices=["bts", "plasticc"], default="bts",
+                        help="plasticc: t2 on PLAsTiCC in any band set (options: python -m fink_t2.model.plasticc_run --help)")
     parser.add_argument("--output-dir", default=str(MODEL_DIR), help="where the model file and its metrics are written")
     parser.add_argument("--float-dir", default=str(FLOAT_MODEL_DIR), help="where the float model is kept ('' : not kept)")
     parser.add_argument("--cv", type=int, default=0, help="cross-validate the recipe over K folds first (0: no)")
