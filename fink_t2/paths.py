@@ -21,6 +21,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = Path(__file__).resolve().parent / "data"
 #: the shipped ZTF model
 DEFAULT_MODEL_PATH = str(MODEL_DIR / "t2.tflite")
+#: the shipped Rubin (LSST ugrizy, nJy) model, written by `fink-t2 train --dataset plasticc --setting rubin --ship`
+LSST_MODEL_PATH = str(MODEL_DIR / "t2_lsst.tflite")
 #: where `fink-t2 train` keeps the float (Keras) model that `fink-t2 compress` reads
 FLOAT_MODEL_DIR = REPO_ROOT / "build" / "model"
 #: where `fink-t2 compress` writes its variants
