@@ -156,13 +156,17 @@ def classify_rubin_columns(cmjd, cflux, cflux_err, cband, fmjd, fflux, fflux_err
     status[todo] = cut_status(n_detections, age, np.zeros(n, dtype=bool))[todo]
     status[malformed] = STATUS_MALFORMED
 
-    proba = label = None
+    result = Classification(status=status, n_detections=n_detections.astype(np.int64),
+                            last_node=np.full((n, len(spec.channels)), np.nan, dtype=np.float32))
     if model is not None:
-        proba = np.full((n, len(model.class_names)), REJECTED, dtype=np.float32)
-        label = np.full(n, None, dtype=object)
+        n_classes = len(model.class_names)
+        result.output = np.full((n, n_classes), REJECTED, dtype=np.float32)
+        result.proba = np.full((n, n_classes), REJECTED, dtype=np.float32)
+        result.decision = np.full(n, -1, dtype=np.int64)
+        result.label = np.full(n, None, dtype=object)
     ok = np.flatnonzero(status == STATUS_OK)
     if model is None or len(ok) == 0:
-        return Classification(proba, status, label)
+        return result
 
     keep = np.isin(np.arange(n), ok)
     f_time, f_band, f_flux, f_valid, f_row = _measurements(forced, keep, spec)
@@ -177,6 +181,10 @@ def classify_rubin_columns(cmjd, cflux, cflux_err, cband, fmjd, fflux, fflux_err
         np.concatenate([np.ones(pick_c.sum()), np.zeros(f_valid.sum())])[order], offsets=offsets, t_now=now[ok],
         t_first=first[ok])
     output = model.predict(seq.values)
-    proba[ok] = calibrated_probabilities(output, calibration_features(seq.values, spec), model.contract.get("calibration"))
-    label[ok] = np.asarray(model.class_names, dtype=object)[output.argmax(axis=1)]
-    return Classification(proba, status, label)
+    result.last_node[ok] = seq.values[:, -1, :]
+    result.output[ok] = output
+    result.proba[ok] = calibrated_probabilities(output, calibration_features(seq.values, spec),
+                                                model.contract.get("calibration"))
+    result.decision[ok] = output.argmax(axis=1)
+    result.label[ok] = np.asarray(model.class_names, dtype=object)[result.decision[ok]]
+    return result
