@@ -18,6 +18,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from perf_sections import write_or_check
 
 from fink_t2.runtime.gpu import GPU_TOLERANCE
 
@@ -198,14 +201,7 @@ def main(argv=None) -> int:
     data = json.loads((REPO / "docs" / "gpu_check.json").read_text())
     shipped = hashlib.sha256((REPO / "fink_t2" / "data" / "t2.tflite").read_bytes()).hexdigest()
     text, page = markdown(data, shipped), REPO / "docs" / "gpu.md"
-    if args.check:
-        same = page.read_text(encoding="utf-8") == text
-        print("docs/gpu.md is " + ("up to date" if same else "stale: run python scripts/gpu_report.py"))
-        return 0 if same else 1
-    page.write_text(text, encoding="utf-8")
-    print(f"wrote {page}")
-    return 0
-
+    return write_or_check(page, text, args.check, "python scripts/gpu_report.py")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,6 +6,8 @@ Targets are the issues' own: module throughput (issue #5) and a whole night (iss
 
 from __future__ import annotations
 
+from pathlib import Path
+
 #: issue #5: alerts/s/core in Spark local[1], realistic night and every alert classified
 MODULE_TARGETS = {"realistic": 20_000, "all_pass": 5_000}
 #: issue #18: a 60,000-alert night with local[2]: CPU ms per alert (every process) and alerts/s end to end
@@ -270,3 +272,14 @@ def night(data: dict) -> list[str]:
                   f"{p['lsst']['cores_to_keep_pace_over_a_10h_night']} core to keep pace over 10 hours, "
                   f"{p['lsst']['cores_to_replay_a_night_in_1h']} cores to replay one in an hour."]
     return lines
+
+
+def write_or_check(page: Path, text: str, check: bool, command: str) -> int:
+    """Write ``text`` to ``page``; with ``check``, only say whether the page already holds it (exit status 1 if not)."""
+    if check:
+        same = page.read_text(encoding="utf-8") == text
+        print(f"docs/{page.name} is " + ("up to date" if same else f"stale: run {command}"))
+        return 0 if same else 1
+    page.write_text(text, encoding="utf-8")
+    print(f"wrote {page}")
+    return 0

@@ -21,7 +21,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from perf_sections import EXPERIMENTS, lsst, micro, modules_table, night, run_conditions, stack_finding, variants
+from perf_sections import (
+    EXPERIMENTS,
+    lsst,
+    micro,
+    modules_table,
+    night,
+    run_conditions,
+    stack_finding,
+    variants,
+    write_or_check,
+)
 
 FILES = ("bench_modules_fink_stack.json", "bench_modules.json", "bench_local2.json", "night_scale.json",
          "compression.json", "gpu_check.json", "bench_variants.json")
@@ -148,14 +158,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     text = markdown(load(), shipped_sha256(), fink_install())
     page = REPO / "docs" / "performance.md"
-    if args.check:
-        same = page.read_text(encoding="utf-8") == text
-        print("docs/performance.md is " + ("up to date" if same else "stale: run python scripts/performance_report.py"))
-        return 0 if same else 1
-    page.write_text(text, encoding="utf-8")
-    print(f"wrote {page}")
-    return 0
-
+    return write_or_check(page, text, args.check, "python scripts/performance_report.py")
 
 if __name__ == "__main__":
     sys.exit(main())
