@@ -26,11 +26,16 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from quality_sections import markdown_sections
 
 from fink_t2.runtime.model_ref import DEFAULT_MODEL_PATH
 
 METRICS_PATH = Path(DEFAULT_MODEL_PATH).parent / "t2_metrics.json"
 EXPERIMENTS = ROOT / "docs" / "quality_experiments.json"
+#: issue 20: the headers ZTF writes (scripts/header_census.py) and the fresh-fold check (scripts/fresh_folds.py)
+HEADERS, FRESH_FOLDS = ROOT / "docs" / "headers.json", ROOT / "docs" / "fresh_folds.json"
 #: issue #15: macro-F1 floor per age bucket (CV mean); log-loss must beat the prior's in every bucket
 MACRO_F1_TARGETS = {"0-3": 0.35, "3-7": 0.35, "7-15": 0.50, "15-30": 0.50, "30-60": 0.55, "60-90": 0.55}
 MAX_MODEL_BYTES = 60_000
@@ -186,7 +191,7 @@ def markdown(report: dict) -> str:
                      f"classified alerts/s ({th['method']}) — {mark('alerts_per_s_per_core')}; "
                      "the Spark measure is `scripts/bench_modules.py` (docs/performance.md).")
     lines += [
-        "", "## Recipe", "",
+        "", *markdown_sections(report, MACRO_F1_TARGETS), "## Recipe", "",
         "Every knob is a field of `fink_t2.model.train.Recipe` (recorded in `t2_metrics.json`); the shipped values:", "",
         "| field | value |", "|---|---|", *[f"| `{k}` | `{v}` |" for k, v in recipe.items()], "",
         "The recipe was chosen by this cross-validation only; every experiment (recipe → CV table) is logged in "
@@ -277,7 +282,9 @@ def main(argv=None) -> dict:
               "negative_difference": NEGATIVE_DIFFERENCE, "upper_limits": UPPER_LIMITS, "slsn": SLSN,
               "inputs": INPUTS, "ensembles": ENSEMBLES,
               "probabilities_and_decision": PROBABILITIES_AND_DECISION,
-              "experiments": json.loads(EXPERIMENTS.read_text())["experiments"] if EXPERIMENTS.is_file() else {}}
+              "experiments": json.loads(EXPERIMENTS.read_text())["experiments"] if EXPERIMENTS.is_file() else {},
+              "headers": {k: v for k, v in json.loads(HEADERS.read_text()).items() if k != "samples"},
+              "fresh_folds": json.loads(FRESH_FOLDS.read_text()) if FRESH_FOLDS.is_file() else None}
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "quality.json").write_text(json.dumps(report, indent=1) + "\n")

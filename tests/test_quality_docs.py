@@ -63,3 +63,12 @@ def test_preprocessing_page_follows_from_its_json():
     data = json.loads((DOCS / "preprocessing.json").read_text())
     assert (DOCS / "preprocessing.md").read_text() == _script("preprocessing_study").markdown(data)
     assert set(data["quality"]) >= {"production", "gp"}
+
+
+def test_header_table_is_the_census_of_the_real_alerts(quality):
+    """docs/headers.json is what scripts/header_census.py measures on the real alerts now, and quality.json shows it."""
+    stored = json.loads((DOCS / "headers.json").read_text())
+    assert json.loads(json.dumps(_script("header_census").census())) == stored
+    assert quality["headers"] == {k: v for k, v in stored.items() if k != "samples"}
+    passing = stored["groups"]["passing t2's cuts"]
+    assert passing["alerts"] == len(stored["samples"]["ratio_gr"]) > 0
