@@ -5,6 +5,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,3 +73,33 @@ def test_header_table_is_the_census_of_the_real_alerts(quality):
     assert quality["headers"] == {k: v for k, v in stored.items() if k != "samples"}
     passing = stored["groups"]["passing t2's cuts"]
     assert passing["alerts"] == len(stored["samples"]["ratio_gr"]) > 0
+
+
+def test_fresh_fold_check_is_shown_beside_the_original(quality):
+    fresh = json.loads((DOCS / "fresh_folds.json").read_text())
+    assert quality["fresh_folds"] == fresh
+    assert fresh["fold_seed"] != fresh["original_fold_seed"] == METRICS["cross_validation"]["seed"]
+    assert fresh["recipe"] == METRICS["cross_validation"]["recipe"]
+    for bucket, row in fresh["versus_original"].items():
+        for metric, value in row.items():
+            assert value["original"] == METRICS["cross_validation"]["buckets"][bucket][metric]["mean"]
+            assert value["fresh"] == fresh["cross_validation"]["buckets"][bucket][metric]["mean"]
+
+
+def test_header_perturbation_of_real_views():
+    """The perturbed scoring changes only the header, as measured: ndethist scaled, jdstarthist moved, age kept."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    report = _script("fresh_folds_report")
+    from fink_t2.model.datasets import load_bts
+    from fink_t2.model.views import alert_views
+
+    bts = load_bts()
+    views = alert_views(bts[bts["object_id"].isin(bts["object_id"].unique()[:20])])
+    moved = report.perturb(views, 2.5, 5.0)
+    assert (moved.ndethist == np.maximum(1, np.round(views.ndethist * 2.5))).all()
+    assert np.allclose(moved.jdstarthist, views.jdstarthist - 5.0) and (moved.age == views.age).all()
+    samples = json.loads((DOCS / "headers.json").read_text())["samples"]
+    ratio, offset = report.measured_draw(len(views), samples)
+    assert set(ratio) <= set(samples["ratio_gr"]) and set(offset) <= set(samples["start_offset_days"])
