@@ -12,7 +12,7 @@ decisions and statuses (``fold<k>.npz``).
 
 ``report`` reads them back and writes ``docs/fresh_folds.json``: the per-bucket cross-validation (the same
 metrics as ``crossval``), the held-out views scored again with headers drawn from the measured ZTF distribution
-(``docs/headers.json``, :mod:`header_census`).
+(``docs/headers.json``, :mod:`header_census`), and the anchors' cut-offs (:mod:`alert_time_cutoffs`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``python scripts/fresh_folds.py report``: docs/fresh_folds.json from the fold models saved by its ``train`` step.
 
-Two studies of the same held-out alert views, no retraining:
+Three studies of the same held-out alert views, no retraining:
 
 * ``cross_validation``: the fresh-seed per-bucket metrics (as :func:`fink_t2.model.evaluate.crossval` reports
   them), beside the original run recorded in ``fink_t2/data/t2_metrics.json``;
@@ -8,7 +8,8 @@ Two studies of the same held-out alert views, no retraining:
   change of macro-F1 and log-loss (mean over folds). ``measured``: every view's (``ndethist`` ratio, start
   offset) drawn from the real alerts that pass t2's cuts (``docs/headers.json``): ``ndethist`` → round(ndethist ×
   ratio), ``jdstarthist`` → jdstarthist − offset. The other scenarios are the shifts issue 20 measured on unseen
-  objects (a sensitivity, not a distribution).
+  objects (a sensitivity, not a distribution);
+* ``cutoffs``: the anchors' cut-offs (:mod:`alert_time_cutoffs`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 
 import numpy as np
 import pandas as pd
+from alert_time_cutoffs import cutoffs
 from fresh_folds import OUTPUT, SavedScores, bts_table, fold_prior, load_folds, shipped_recipe
 
 from fink_t2.core.cuts import STATUS_OK
@@ -138,6 +140,7 @@ def report(data_dir=None) -> dict:
                     "scenarios": {name: {"deltas": deltas(base, moved[name]), "buckets": summarize_folds(moved[name])}
                                   for name in scenarios}},
         "sn_ia_auc": {k: auc_summary(v) for k, v in auc.items()},
+        "cutoffs": cutoffs(folds),
     }
     OUTPUT.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {OUTPUT}")

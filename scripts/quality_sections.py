@@ -114,6 +114,25 @@ def perturbation_section(f: dict, names: list[str]) -> list[str]:
     return lines
 
 
+def cutoffs_section(c: dict) -> list[str]:
+    days = list(c["oracle"])
+    g = c["gagliano"]
+    return [
+        "## The anchors' cut-offs (issue 20 §4, fresh folds)", "",
+        c["how"][0].upper() + c["how"][1:] + ".", "",
+        "| days after first detection | " + " | ".join(days) + " |\n|---|" + "---:|" * len(days),
+        "| macro-F1 (ORACLE's cut-offs, Shah et al. 2025) | "
+        + " | ".join(_pm(c["oracle"][d]["macro_f1"]) for d in days) + " |",
+        "| coverage | " + " | ".join(_pm(c["oracle"][d]["coverage"], 2) for d in days) + " |",
+        "| objects (all folds) | " + " | ".join(f"{c['oracle'][d]['objects']:,}" for d in days) + " |", "",
+        "| SN Ia / II / Ibc accuracy | " + " | ".join(f"within {d} d" for d in g) + " |\n|---|" + "---:|" * len(g),
+        "| t2 map, most probable SN class | " + " | ".join(_pm(g[d]["accuracy_t2_map"]) for d in g) + " |",
+        "| t2_class (Other counts as wrong) | " + " | ".join(_pm(g[d]["accuracy_t2_class"]) for d in g) + " |",
+        "| coverage of the SNe | " + " | ".join(_pm(g[d]["coverage"], 2) for d in g) + " |",
+        "| Gagliano et al. 2023 (with host-galaxy information) | "
+        + " | ".join(f"{g[d]['published']:.2f}" for d in g) + " |", ""]
+
+
 def target_rows(label: str, buckets: dict, auc: dict | None, f1_targets: dict, names: list[str]) -> list[str]:
     def f1(b):
         v, t = buckets[b]["macro_f1"]["mean"], f1_targets[b]
@@ -155,7 +174,7 @@ def markdown_sections(report: dict, f1_targets: dict) -> list[str]:
     f = report.get("fresh_folds")
     if f:
         original = report["cross_validation"]
-        lines += [*fresh_section(f, original, names), *perturbation_section(f, names),
+        lines += [*fresh_section(f, original, names), *perturbation_section(f, names), *cutoffs_section(f["cutoffs"]),
                   *targets_section(f, original, f1_targets, names)]
     return lines
 

@@ -103,3 +103,32 @@ def test_header_perturbation_of_real_views():
     samples = json.loads((DOCS / "headers.json").read_text())["samples"]
     ratio, offset = report.measured_draw(len(views), samples)
     assert set(ratio) <= set(samples["ratio_gr"]) and set(offset) <= set(samples["start_offset_days"])
+
+
+def test_cutoffs_take_each_objects_latest_alert_by_then():
+    """On real BTS views with known decisions: perfect decisions score 1, all-SN-Ia decisions score the SN Ia share."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    cut = _script("alert_time_cutoffs")
+    from fink_t2.model.datasets import CLASS_NAMES, load_bts
+    from fink_t2.model.views import alert_views
+
+    bts = load_bts()
+    views = alert_views(bts[bts["object_id"].isin(bts["object_id"].unique()[::20])])
+    truth = views.label.astype(str)
+    proba = (truth[:, None] == np.array(CLASS_NAMES)[None, :]).astype(np.float32)
+    pred = {"object_id": views.object_id.astype(str), "age": views.age, "y": truth, "label": truth, "proba": proba,
+            "status": np.full(len(views), "ok")}
+    perfect = cut.cutoffs([{"pred": pred}])
+    assert all(v["macro_f1"]["mean"] == 1.0 for v in perfect["oracle"].values())
+    assert all(v["accuracy_t2_map"]["mean"] == 1.0 for v in perfect["gagliano"].values())
+    rows = cut.latest_views(pred, 8)
+    assert rows["object"].is_unique and (rows["age"] <= 8).all()
+    young = pred["age"] <= 8
+    assert rows.set_index("object")["age"].to_dict() == {
+        o: pred["age"][young & (pred["object_id"] == o)].max() for o in rows["object"]}
+    all_ia = cut.gagliano([{"pred": {**pred, "label": np.full(len(views), "SN Ia")}}])["30"]
+    rows = cut.latest_views(pred, 30)
+    sn = rows[rows["y"].isin(cut.SN_CLASSES)]
+    assert all_ia["accuracy_t2_class"]["mean"] == pytest.approx(np.mean(sn["y"] == "SN Ia"))
