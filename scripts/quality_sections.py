@@ -108,9 +108,9 @@ def perturbation_section(f: dict, names: list[str]) -> list[str]:
         lines.append(_delta_row(f"{name}: macro-F1", s["deltas"], names, "macro_f1"))
         lines.append(_delta_row(f"{name}: log-loss", s["deltas"], names, "log_loss"))
     lines += ["", f"With the measured headers {verdict}. Buckets moved by more than 0.02 under the stress shifts: "
-              f"{stress}. A model robust to them would be trained with headers drawn from a distribution that "
-              "holds such shifts, or with `ndethist` replaced by what the packet shows; that experiment was not "
-              "run (see the report of this change).", ""]
+              f"{stress}. A model robust to such shifts would be trained with headers drawn from a distribution "
+              "that holds them, or with `ndethist` replaced by what the packet shows; that experiment has not been "
+              "run" + (" (the measured headers do not call for it)." if not moved["measured"] else "."), ""]
     return lines
 
 
@@ -178,3 +178,41 @@ def markdown_sections(report: dict, f1_targets: dict) -> list[str]:
                   *targets_section(f, original, f1_targets, names)]
     return lines
 
+
+def _changes(entry: dict) -> str:
+    changes = entry.get("recipe_changes")
+    if changes is None:
+        return "shipped recipe" if "fink-t2 train" in entry["command"] else entry["command"].split(" ", 3)[-1]
+    return ", ".join(f"`{k}={v}`" for k, v in changes.items()) or "none (the shipped recipe)"
+
+
+def experiments_table(experiments: dict, names: list[str]) -> list[str]:
+    """The recipe-search summary: one row per logged experiment (CV means), † where flagged not reproducible."""
+    mark = lambda e: " †" if e.get("reproducible") is False else ""
+    return ["| experiment | change from the recipe of its time | folds | macro-F1 " + " / ".join(names)
+            + " | log-loss " + " / ".join(names) + " |", "|---|---|---|---|---|",
+            *[f"| {name}{mark(e)} | {_changes(e)} | {e.get('folds_run', e['folds'])} | "
+              + " / ".join(f"{e['cv_mean']['macro_f1'][b]:.3f}" for b in names) + " | "
+              + " / ".join(f"{e['cv_mean']['log_loss'][b]:.3f}" for b in names) + " |"
+              for name, e in experiments.items()]]
+
+
+def not_reproducible_notes(experiments: dict) -> list[str]:
+    flagged = {n: e["not_reproducible_because"] for n, e in experiments.items() if e.get("reproducible") is False}
+    return [line for n, why in flagged.items() for line in (f"† `{n}`: {why}", "")]
+
+
+def balanced_decision(experiments: dict, names: list[str]) -> str:
+    """What the latest screen of the balanced decision found, from its logged entry (β per fold included)."""
+    runs = [(n, e) for n, e in experiments.items() if "decision_beta" in e]
+    if not runs:
+        return ""
+    name, entry = runs[-1]
+    beta = entry["decision_beta"]["per_fold"]
+    base = experiments.get(name.replace("balanced-argmax", "raw-argmax"))
+    gain = "" if base is None else " (macro-F1 change against the raw argmax of the same folds: " + " / ".join(
+        f"{entry['cv_mean']['macro_f1'][b] - base['cv_mean']['macro_f1'][b]:+.3f}" for b in names) + ")"
+    return (" A decision pushed further toward the rare classes (argmax of log p − β·log class frequency, β fitted on "
+            f"each fold's validation views over {entry['decision_beta']['grid']}: experiment `{name}`) chose β = "
+            f"{', '.join(f'{b:g}' for b in beta)} in the {len(beta)} folds, {sum(b == 0 for b in beta)} of them the "
+            f"shipped rule (β = 0){gain}.")
