@@ -162,3 +162,15 @@ def test_cutoffs_take_each_objects_latest_alert_by_then():
     sn = rows[rows["y"].isin(cut.SN_CLASSES)]
     assert all_ia["accuracy_t2_class"]["mean"] == pytest.approx(np.mean(sn["y"] == "SN Ia"))
 
+
+def test_vs_fink_page_follows_from_its_json():
+    path = DOCS / "vs_fink.json"
+    data = json.loads(path.read_text())
+    assert (DOCS / "vs_fink.md").read_text() == _script("vs_fink_page").markdown(data)
+    assert (DOCS / "vs_fink.png").stat().st_size > 10_000
+    fresh = json.loads((DOCS / "fresh_folds.json").read_text())
+    assert data["fold_seed"] == fresh["fold_seed"]
+    for bucket, rows in data["buckets"].items():
+        assert rows["t2 (P(SN Ia) > 0.5)"]["n_views"] == fresh["cross_validation"]["buckets"][bucket]["n_views"]
+        assert rows["t2 (P(SN Ia) > 0.5)"]["auc"] == pytest.approx(fresh["sn_ia_auc"]["unchanged"][bucket]["mean"],
+                                                                   abs=0.05), bucket
