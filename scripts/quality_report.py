@@ -26,12 +26,17 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from quality_sections import balanced_decision, experiments_table, markdown_sections, not_reproducible_notes
 
 from fink_t2.model.datasets import CLASS_NAMES
 from fink_t2.runtime.model_ref import DEFAULT_MODEL_PATH
 
 METRICS_PATH = Path(DEFAULT_MODEL_PATH).parent / "t2_metrics.json"
 EXPERIMENTS = ROOT / "docs" / "quality_experiments.json"
+#: issue 20: the headers ZTF writes (scripts/header_census.py) and the fresh-fold check (scripts/fresh_folds.py)
+HEADERS, FRESH_FOLDS = ROOT / "docs" / "headers.json", ROOT / "docs" / "fresh_folds.json"
 #: issue #15: macro-F1 floor per age bucket (CV mean); log-loss must beat the prior's in every bucket
 MACRO_F1_TARGETS = {"0-3": 0.35, "3-7": 0.35, "7-15": 0.50, "15-30": 0.50, "30-60": 0.55, "60-90": 0.55}
 MAX_MODEL_BYTES = 60_000
@@ -132,13 +137,6 @@ def _pm(entry: dict, digits: int = 3) -> str:
     return f"{entry['mean']:.{digits}f} ± {entry['std']:.{digits}f}"
 
 
-def _changes(entry: dict) -> str:
-    changes = entry.get("recipe_changes")
-    if changes is None:
-        return "shipped recipe" if "fink-t2 train" in entry["command"] else entry["command"].split(" ", 3)[-1]
-    return ", ".join(f"`{k}={v}`" for k, v in changes.items()) or "—"
-
-
 def markdown(report: dict) -> str:
     """docs/quality.md from docs/quality.json's content (every number in the page comes from there)."""
     cv, tg = report["cross_validation"], report["targets"]
@@ -186,22 +184,18 @@ def markdown(report: dict) -> str:
                      f"classified alerts/s ({th['method']}) — {mark('alerts_per_s_per_core')}; "
                      "the Spark measure is `scripts/bench_modules.py` (docs/performance.md).")
     lines += [
-        "", "## Recipe", "",
+        "", *markdown_sections(report, MACRO_F1_TARGETS), "## Recipe", "",
         "Every knob is a field of `fink_t2.model.train.Recipe` (recorded in `t2_metrics.json`); the shipped values:", "",
         "| field | value |", "|---|---|", *[f"| `{k}` | `{v}` |" for k, v in recipe.items()], "",
         "The recipe was chosen by this cross-validation only; every experiment (recipe → CV table) is logged in "
         "`docs/quality_experiments.json` (written by `scripts/recipe_search.py`). Summary (CV means; `+mode`: a "
         "post-hoc screen of that run's saved fold predictions under a calibration, not retrained, whose decision "
         "was the argmax of the calibrated probabilities; `+mode, raw-argmax decision`: the same screen with the "
-        "shipped decision rule; runs stopped early give the mean of the folds run):", "",
-        "| experiment | change from the recipe of its time | folds | macro-F1 " + " / ".join(names)
-        + " | log-loss " + " / ".join(names) + " |", "|---|---|---|---|---|",
-        *[f"| {name} | {_changes(e)} | {e.get('folds_run', e['folds'])} | "
-          + " / ".join(f"{e['cv_mean']['macro_f1'][b]:.3f}" for b in names) + " | "
-          + " / ".join(f"{e['cv_mean']['log_loss'][b]:.3f}" for b in names) + " |"
-          for name, e in report["experiments"].items()],
+        "shipped decision rule; runs stopped early give the mean of the folds run; † an entry flagged not "
+        "reproducible, with the reason below the table):", "",
+        *experiments_table(report["experiments"], names),
         "| *prior* | | | | " + " / ".join(f"{rows[b]['prior_log_loss']['mean']:.3f}" for b in names) + " |", "",
-        "## Decisions", "", PROBABILITIES_AND_DECISION, "", NEGATIVE_DIFFERENCE, "",
+        "", *not_reproducible_notes(report["experiments"]), "## Decisions", "", PROBABILITIES_AND_DECISION + balanced_decision(report["experiments"], names), "", NEGATIVE_DIFFERENCE, "",
         report["inputs"], "", report["ensembles"], "", report["upper_limits"], "", report["slsn"], "",
     ]
     return "\n".join(lines)
@@ -216,9 +210,7 @@ PROBABILITIES_AND_DECISION = (
     "class offsets linear in the alert's age and `ndethist`: `fink_t2/core/calibration.py`), which turns the output "
     "into the probabilities of the `t2` map without changing the decision. The log-loss above is that of the `t2` "
     "map. `maxclass` of a map (its most probable class) favours SN Ia for young alerts; a user looking for rare "
-    "classes should read `t2_class`, or threshold the probabilities. A decision pushed further toward the rare "
-    "classes (argmax of log p − β·log class frequency, β fitted on each fold's validation views: experiment "
-    "`base_nocal+age, balanced-argmax decision`) chose β = 0, the shipped rule, in 4 of 5 folds and gained nothing.")
+    "classes should read `t2_class`, or threshold the probabilities.")
 
 
 INPUTS = (
@@ -277,7 +269,9 @@ def main(argv=None) -> dict:
               "negative_difference": NEGATIVE_DIFFERENCE, "upper_limits": UPPER_LIMITS, "slsn": SLSN,
               "inputs": INPUTS, "ensembles": ENSEMBLES,
               "probabilities_and_decision": PROBABILITIES_AND_DECISION,
-              "experiments": json.loads(EXPERIMENTS.read_text())["experiments"] if EXPERIMENTS.is_file() else {}}
+              "experiments": json.loads(EXPERIMENTS.read_text())["experiments"] if EXPERIMENTS.is_file() else {},
+              "headers": {k: v for k, v in json.loads(HEADERS.read_text()).items() if k != "samples"},
+              "fresh_folds": json.loads(FRESH_FOLDS.read_text()) if FRESH_FOLDS.is_file() else None}
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "quality.json").write_text(json.dumps(report, indent=1) + "\n")

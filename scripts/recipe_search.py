@@ -13,12 +13,17 @@ with its per-bucket table (mean over folds) under ``NAME`` in ``docs/quality_exp
 records the cross-validation that ``fink-t2 train --cv`` wrote into fink_t2/data/t2_metrics.json
 (the shipped recipe's confirming run) under ``NAME``.
 
+    python scripts/recipe_search.py NAME --not-reproducible "REASON"
+
+flags a logged entry that no script can write again (e.g. typed in from a run's log). No entry is ever
+replaced: a NAME already in the log is refused.
+
     python scripts/recipe_search.py NAME --posthoc temperature|age
 
 re-scores a finished experiment's saved fold outputs: probabilities under a calibration fitted on each fold's
 validation views (as `fink-t2 train` puts it into the contract), decisions the raw argmax, without
 retraining: a cheap screen of calibrations, logged as ``NAME+MODE, raw-argmax decision``; adopted only
-after a full cross-validation with it.
+after a full cross-validation with it. ``--decision balanced`` also stores each fold's fitted β (``decision_beta``).
 """
 
 from __future__ import annotations
@@ -52,11 +57,29 @@ def summary(cv: dict) -> dict:
     return {m: {b: round(r[m]["mean"], 3) for b, r in cv["buckets"].items() if m in r} for m in SUMMARY}
 
 
+def _read_log(log: Path) -> dict:
+    return json.loads(log.read_text()) if log.is_file() else {"about": __doc__.splitlines()[0], "experiments": {}}
+
+
 def record(name: str, entry: dict, log: Path = LOG) -> None:
-    """Add or replace ``name`` in the experiment log, keeping the order of first appearance."""
-    data = json.loads(log.read_text()) if log.is_file() else {"about": __doc__.splitlines()[0], "experiments": {}}
+    """Append ``name`` to the experiment log; an existing entry is never replaced (exit with a message)."""
+    data = _read_log(log)
+    if name in data["experiments"]:
+        raise SystemExit(f"{name!r} is already in {log.name}: entries are never overwritten, choose another name")
     data["experiments"][name] = entry
     log.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def mark_not_reproducible(name: str, reason: str, log: Path = LOG) -> dict:
+    """Flag entry ``name`` as not reproducible (its numbers stay, for the record; no number is changed or added)."""
+    data = _read_log(log)
+    if name not in data["experiments"]:
+        raise SystemExit(f"{name!r} is not in {log.name}")
+    entry = data["experiments"][name]
+    entry["reproducible"] = False
+    entry["not_reproducible_because"] = reason
+    log.write_text(json.dumps(data, indent=1) + "\n")
+    return entry
 
 
 class _Scored:
@@ -105,7 +128,7 @@ def posthoc(name: str, mode: str, data_dir: str, decision: str = "raw") -> dict:
     objects = object_table(load_bts(data_dir))
     splits = cv_folds(objects, cv["folds"], cv["seed"])
     chan = [CHANNELS.index(c) for c in CALIBRATION_CHANNELS]
-    results = []
+    results, betas = [], []
     for k, (train_ids, _) in enumerate(splits):
         fold = np.load(out / f"fold{k}.npz", allow_pickle=False)
         x_val = np.zeros((len(fold["val_y"]), 1, len(CHANNELS)), np.float32)
@@ -117,6 +140,7 @@ def posthoc(name: str, mode: str, data_dir: str, decision: str = "raw") -> dict:
         beta = 0.0
         if decision == "balanced":
             beta = balance_strength(fold["val_proba"], fold["val_y"], fold["val_now"][:, CHANNELS.index("age")] * 30.0)
+        betas.append(beta)
         log_freq = np.log(np.bincount(fold["val_y"], minlength=len(CLASS_NAMES)) / len(fold["val_y"]))
         shifted = np.log(np.clip(fold["proba"], 1e-7, 1.0)) - beta * log_freq
         label = np.where(ok, np.array(CLASS_NAMES, dtype=object)[shifted.argmax(axis=1)], None)
@@ -132,6 +156,8 @@ def posthoc(name: str, mode: str, data_dir: str, decision: str = "raw") -> dict:
                      f"validation views, decisions {how}; not retrained",
              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "folds": cv["folds"], "recipe": {**cv["recipe"], "calibration": mode}, "cv_mean": summary(summary_cv)}
+    if decision == "balanced":
+        entry["decision_beta"] = {"per_fold": betas, "grid": list(map(float, BALANCE_GRID))}
     record(f"{name}+{mode}, {decision}-argmax decision", entry)
     print(json.dumps(entry["cv_mean"], indent=1))
     return entry
@@ -149,8 +175,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--decision", choices=("raw", "balanced"), default="raw",
                         help="with --posthoc: the decision rule screened (balanced: see balance_strength)")
     parser.add_argument("--shipped", action="store_true", help="record the shipped model's cross-validation as NAME")
+    parser.add_argument("--not-reproducible", metavar="REASON", default=None,
+                        help="flag the logged entry NAME as not reproducible, saying why (no number changes)")
     recipe_arguments(parser)
     args = parser.parse_args(argv)
+    if args.not_reproducible:
+        return mark_not_reproducible(args.name, args.not_reproducible)
     if args.posthoc:
         return posthoc(args.name, args.posthoc, args.data_dir, args.decision)
     if args.shipped:
