@@ -33,11 +33,21 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, DataFrameReader, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.streaming import DataStreamReader
 
 from fink_t2.alerts.avro import decode_avro_bytes
-from fink_t2.alerts.layout import DECODED_SCHEMA, MEMBER_CHUNK_SCHEMA, MEMBER_SEPARATOR, error_rows, nest
+from fink_t2.alerts.layout import (
+    DECODED_SCHEMA,
+    FLAT_SEPARATOR,
+    MEMBER_CHUNK_SCHEMA,
+    MEMBER_SEPARATOR,
+    error_rows,
+    flat_schema,
+    flatten_structs,
+    nest,
+)
 from fink_t2.alerts.parquet import read_fink_parquet
 from fink_t2.alerts.science_stage import SCIENCE_SCHEMA, raw_filter
 from fink_t2.alerts.sources import FOLDER_GLOBS, detect_format, file_format, local_path
@@ -169,10 +179,32 @@ def decode_batches(batches):
 
 
 def _decode_and_filter(batches):
-    """``mapInArrow`` function of :func:`decoded_alerts`: decoder, then raw filter, in one task."""
+    """The tables of :func:`decoded_alerts`: decoder, then raw filter, in one task."""
     for batch in batches:
         for table in decode_inputs(batch):
-            yield from raw_filter(table).to_batches(max_chunksize=ALERTS_PER_BATCH)
+            yield raw_filter(table)
+
+
+def map_tables(df: DataFrame, tables, schema: pa.Schema) -> DataFrame:
+    """``df.mapInArrow`` with ``tables`` (a function of the task's batches yielding Arrow tables of ``schema``).
+
+    The task returns struct columns flattened (:func:`fink_t2.alerts.layout.flatten_structs`; Spark 3.4, Fink's
+    production stack, takes no struct column from Arrow) and Spark nests them again, a projection in the JVM.
+    """
+    def task(batches):
+        for table in tables(batches):
+            yield from flatten_structs(table).to_batches(max_chunksize=ALERTS_PER_BATCH)
+
+    flat = df.mapInArrow(task, from_arrow_schema(flat_schema(schema)))
+    columns = []
+    for field in schema:
+        if pa.types.is_struct(field.type):
+            prefix = field.name + FLAT_SEPARATOR
+            struct = F.struct(*[F.col(f"`{prefix}{child.name}`").alias(child.name) for child in field.type])
+            columns.append(F.when(F.col(f"`{prefix}`"), struct).alias(field.name))
+        else:
+            columns.append(F.col(f"`{field.name}`"))
+    return flat.select(*columns)
 
 
 def binary_source(reader: DataFrameReader | DataStreamReader, path: str, fmt: str) -> DataFrame:
@@ -194,7 +226,7 @@ def binary_source(reader: DataFrameReader | DataStreamReader, path: str, fmt: st
 def decoded_alerts(reader: DataFrameReader | DataStreamReader, path: str, fmt: str) -> DataFrame:
     """The alerts at ``path`` (see :func:`binary_source`) in Fink's layout, raw alerts through the raw filter
     (:data:`fink_t2.alerts.science_stage.SCIENCE_SCHEMA`: its ``raw_filter`` status column included)."""
-    return binary_source(reader, path, fmt).mapInArrow(_decode_and_filter, from_arrow_schema(SCIENCE_SCHEMA))
+    return map_tables(binary_source(reader, path, fmt), _decode_and_filter, SCIENCE_SCHEMA)
 
 
 def load_alerts(spark: SparkSession, path: str) -> DataFrame:

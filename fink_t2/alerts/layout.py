@@ -19,6 +19,7 @@ True
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fink_t2.alerts.table import ALERT_SCHEMA, SCALAR_FIELDS
 
@@ -62,3 +63,43 @@ def error_rows(sources: list[str], errors: list[str]) -> pa.Table:
     columns = {"source_file": pa.array(sources, pa.string()),
                "ingest_error": pa.array([error[:MAX_ERROR_CHARS] for error in errors], pa.string())}
     return nest(pa.table(columns))
+
+
+#: joins a struct column's name and its field's in the flat columns a ``mapInArrow`` task returns: Spark 3.4
+#: (Fink's production stack) cannot take a struct column from Arrow ("Nested StructType not supported"), so the
+#: tasks return each struct as its fields plus a validity column ``NAME__`` and Spark nests them again
+#: (:func:`fink_t2.alerts.binaryfile.map_tables`)
+FLAT_SEPARATOR = "__"
+
+
+def flat_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with each struct column replaced by its validity (``NAME__``) and its fields (``NAME__FIELD``).
+
+    >>> flat_schema(pa.schema([pa.field("c", pa.struct([("jd", pa.float64())])), pa.field("x", pa.int32())])).names
+    ['c__', 'c__jd', 'x']
+    """
+    fields = []
+    for field in schema:
+        if pa.types.is_struct(field.type):
+            fields.append(pa.field(field.name + FLAT_SEPARATOR, pa.bool_()))
+            fields += [pa.field(field.name + FLAT_SEPARATOR + child.name, child.type) for child in field.type]
+        else:
+            fields.append(field)
+    return pa.schema(fields)
+
+
+def flatten_structs(table: pa.Table) -> pa.Table:
+    """``table`` in :func:`flat_schema`'s layout (a null struct keeps its nullness in the validity column).
+
+    >>> s = pa.array([{"jd": 1.0}, None], pa.struct([("jd", pa.float64())]))
+    >>> flatten_structs(pa.table({"c": s})).to_pydict()
+    {'c__': [True, False], 'c__jd': [1.0, None]}
+    """
+    columns = []
+    for field, column in zip(table.schema, table.columns):
+        if pa.types.is_struct(field.type):
+            columns.append(pc.is_valid(column))
+            columns += [pc.struct_field(column, [i]) for i in range(field.type.num_fields)]
+        else:
+            columns.append(column)
+    return pa.Table.from_arrays(columns, schema=flat_schema(table.schema))

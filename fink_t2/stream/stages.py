@@ -26,7 +26,7 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.streaming import DataStreamReader
 from pyspark.sql.types import StringType, StructField, StructType
 
-from fink_t2.alerts.binaryfile import ALERTS_PER_BATCH, binary_source, decode_inputs
+from fink_t2.alerts.binaryfile import binary_source, decode_inputs, map_tables
 from fink_t2.alerts.layout import DECODED_SCHEMA
 from fink_t2.alerts.science_stage import RAW_FILTER, candidate_field, raw_filter
 from fink_t2.core.classifier import classify_ragged
@@ -99,19 +99,16 @@ def _mask(values) -> np.ndarray:
 
 
 def replay_task(ref: ModelRef):
-    """The ``mapInArrow`` function of the replay: binaryFile batches → :data:`OUTPUT_SCHEMA` batches, each
-    input file decoded, raw-filtered and classified by ``ref``'s model (loaded once per Python worker)."""
-
+    """The tables of the replay's task: binaryFile batches → :data:`OUTPUT_SCHEMA` tables, each input file
+    decoded, raw-filtered and classified by ``ref``'s model (loaded once per Python worker)."""
     def task(batches):
         for batch in batches:
             for table in decode_inputs(batch):
-                classified = t2_stage(raw_filter(table), model_for_task(ref))
-                yield from classified.to_batches(max_chunksize=ALERTS_PER_BATCH)
-
+                yield t2_stage(raw_filter(table), model_for_task(ref))
     return task
 
 
 def classified_alerts(reader: DataFrameReader | DataStreamReader, path: str, fmt: str, ref: ModelRef) -> DataFrame:
     """The alerts at ``path`` (:func:`fink_t2.alerts.binaryfile.binary_source`) decoded, raw-filtered and classified
-    in one task: what the replay writes."""
-    return binary_source(reader, path, fmt).mapInArrow(replay_task(ref), OUTPUT_SPARK_SCHEMA)
+    in one task (:func:`fink_t2.alerts.binaryfile.map_tables`): what the replay writes (:data:`OUTPUT_SPARK_SCHEMA`)."""
+    return map_tables(binary_source(reader, path, fmt), replay_task(ref), OUTPUT_SCHEMA)
