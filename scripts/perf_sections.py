@@ -111,12 +111,17 @@ def stack_finding(published: dict, files: dict) -> list[str]:
              f"reads one array column and runs neither a network nor torch, {cost['realistic', 'nalerthist']:.0f} µs."]
     if ("all_pass", SNN) in cost:
         lines[-1] += f" SuperNNova with every alert classified: {cost['all_pass', SNN]:.0f} µs."
-    lines += ["", "The file records no load and no thread settings (the benchmark did not record them then). In that "
-              "run every module was timed in one Python worker, one after the other (`local[1]`: one task at a time), "
-              "each module's repeats in a row: torch's threads were idle while t2 ran, and could slow it only by spinning "
-              "on after SuperNNova's calls (the alternated runs below, where available, measure it); torch's default "
-              "pool, one thread per core, could however give SuperNNova's own timings both cores. `scripts/bench_modules.py` now pins the workers' pools (`--threads`, default 1), times the "
-              "modules in turn round after round, and records the load and threads."]
+    if "conditions_before" in published:
+        lines += ["", f"This run recorded its conditions: load average {_load(published)}, {_threads(published)}, the modules "
+                  "timed in turn round after round, each in the same Python worker (`local[1]`). It replaces a run that "
+                  "recorded none (see the experiments below for what load alone does to the figure)."]
+    else:
+        lines += ["", "The file records no load and no thread settings (the benchmark did not record them then). In that "
+                  "run every module was timed in one Python worker, one after the other (`local[1]`: one task at a time), "
+                  "each module's repeats in a row: torch's threads were idle while t2 ran, and could slow it only by spinning "
+                  "on after SuperNNova's calls (the alternated runs below, where available, measure it); torch's default "
+                  "pool, one thread per core, could however give SuperNNova's own timings both cores. `scripts/bench_modules.py` now pins the workers' pools (`--threads`, default 1), times the "
+                  "modules in turn round after round, and records the load and threads."]
     runs = {name: data for name, data in files.items() if name.startswith(EXPERIMENTS)}
     if runs:
         lines += ["", "t2 run again in the same stack's pins, each file a run of `scripts/bench_modules.py` with its "
@@ -145,10 +150,13 @@ def _experiment_findings(runs: dict, published: dict) -> list[str]:
     if alone_below:
         d = runs[alone_below[0]]
         size = _largest(d)
+        quiet = _rate(published, 'all_pass', size, 't2')
         lines += ["", f"Without SuperNNova or torch in the worker, under a load average of {_load(d)}, t2 classified every "
-                  f"alert at {n(every[alone_below[0]])} alerts/s/core at {int(size):,} alerts (`{alone_below[0]}`), below "
-                  f"the published {n(_rate(published, 'all_pass', size, 't2'))} at the same volume: the machine's load "
-                  "alone is enough to give the published figures."]
+                  f"alert at {n(every[alone_below[0]])} alerts/s/core at {int(size):,} alerts (`{alone_below[0]}`), "
+                  + (f"{quiet / every[alone_below[0]]:.1f}× below this file's quiet run ({n(quiet)}): the machine's load "
+                     "alone divides the figure that much." if "conditions_before" in published else
+                     f"below the published {n(quiet)} at the same volume: the machine's load alone is enough to give the "
+                     "published figures.")]
     sizes = {_largest(d) for d in runs.values()}
     for size in sorted(sizes, key=int):
         alone = [every[k] for k, d in runs.items() if _largest(d) == size and SNN not in d["realistic"][size]]
@@ -163,7 +171,7 @@ def _experiment_findings(runs: dict, published: dict) -> list[str]:
                       f"intra-op threads), means {n(sum(alone) / len(alone))} and {n(sum(with_snn) / len(with_snn))}: "
                       + ("the ranges overlap: under this load, no slowdown from SuperNNova's torch in the same worker "
                          "stands out from the noise." if overlap else "the ranges do not overlap.")]
-    if lines:
+    if lines and "conditions_before" not in published:
         lines += ["", "The published figure measured the machine's other jobs, not Fink's stack; it stays in its file "
                   "until a run on a quiet machine, with its conditions recorded, replaces it."]
     return lines
