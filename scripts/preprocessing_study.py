@@ -204,7 +204,7 @@ def quality(bts: pd.DataFrame, n_objects: int, n_folds: int, epochs: int, seed: 
             proba = np.full((len(xv), len(CLASS_NAMES)), -1.0, np.float32)
             proba[ok_test] = model.predict(x_test[ok_test], batch_size=1024, verbose=0)
             label = np.where(ok_test, np.array(CLASS_NAMES, dtype=object)[proba.argmax(axis=1)], None)
-            scores = Classification(proba, np.where(ok_test, "ok", "too_few_detections"), label)
+            scores = Classification.from_predictions(proba, np.where(ok_test, "ok", "too_few_detections"), label)
             folds[kind].append(bucket_metrics(xv, scores, prior))
     out = {"objects": int(len(objects)), "folds": n_folds, "epochs": epochs, "seed": seed,
            "preprocessing_cpu_seconds": seconds}

@@ -145,7 +145,7 @@ def posthoc(name: str, mode: str, data_dir: str, decision: str = "raw") -> dict:
         shifted = np.log(np.clip(fold["proba"], 1e-7, 1.0)) - beta * log_freq
         label = np.where(ok, np.array(CLASS_NAMES, dtype=object)[shifted.argmax(axis=1)], None)
         prior = class_prior(objects.set_index("object_id").loc[train_ids, "label"])
-        results.append(bucket_metrics(_Scored(fold), Classification(proba, fold["status"], label), prior))
+        results.append(bucket_metrics(_Scored(fold), Classification.from_predictions(proba, fold["status"], label), prior))
         print(f"fold {k + 1}: {params and {'temperature': round(params['temperature'], 3)}}, decision beta {beta}", flush=True)
     summary_cv = {**cv, "buckets": summarize_folds(results), "posthoc_calibration": mode}
     how = ("the raw argmax" if decision == "raw" else

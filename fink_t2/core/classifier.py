@@ -86,6 +86,33 @@ class Classification:
     def __len__(self) -> int:
         return 2
 
+    @classmethod
+    def start(cls, status, n_detections, last_node, class_names=None) -> "Classification":
+        """A result whose model fields (with ``class_names``: a model runs) hold a rejected alert's values until
+        :meth:`record` fills the classified rows."""
+        result = cls(status, n_detections, last_node)
+        if class_names is not None:
+            n, k = len(status), len(class_names)
+            result.output = np.full((n, k), REJECTED, dtype=np.float32)
+            result.proba = np.full((n, k), REJECTED, dtype=np.float32)
+            result.decision = np.full(n, -1, dtype=np.int64)
+            result.label = np.full(n, None, dtype=object)
+        return result
+
+    @classmethod
+    def from_predictions(cls, proba, status, label) -> "Classification":
+        """Probabilities and decisions made elsewhere (saved folds, a study's own network), as the metrics read them."""
+        n = len(status)
+        return cls(status, np.full(n, NOT_COUNTED, dtype=np.int64), np.full((n, 0), np.nan, dtype=np.float32),
+                   proba=proba, label=label)
+
+    def record(self, rows, output, proba, class_names) -> None:
+        """The network's raw ``output`` and calibrated ``proba`` for ``rows``; the decision is the output's argmax."""
+        self.output[rows] = output
+        self.proba[rows] = proba
+        self.decision[rows] = output.argmax(axis=1)
+        self.label[rows] = np.asarray(class_names, dtype=object)[self.decision[rows]]
+
     def reject(self, rows, status: str) -> None:
         """Give ``rows`` the ``status`` and the values of a rejected alert."""
         self.status[rows] = status
@@ -112,13 +139,8 @@ def classify_alerts(jd, fid, mag, isdiffpos, offsets, jd_now, jdstarthist, ndeth
     offsets = np.asarray(offsets, dtype=np.int64)
     n = len(offsets) - 1
     status = header_status(roid, cdsxmatch, jd_now, jdstarthist)
-    result = Classification(status, np.full(n, NOT_COUNTED, dtype=np.int64), np.full((n, 0), np.nan, np.float32))
-    if model is not None:
-        k = len(model.class_names)
-        result.output = np.full((n, k), REJECTED, dtype=np.float32)
-        result.proba = np.full((n, k), REJECTED, dtype=np.float32)
-        result.decision = np.full(n, -1, dtype=np.int64)
-        result.label = np.full(n, None, dtype=object)
+    result = Classification.start(status, np.full(n, NOT_COUNTED, dtype=np.int64), np.full((n, 0), np.nan, np.float32),
+                                  None if model is None else model.class_names)
     todo = np.arange(n) if count_rejected else np.flatnonzero(status == STATUS_OK)
     if len(todo) == 0:
         return result
@@ -137,12 +159,8 @@ def classify_alerts(jd, fid, mag, isdiffpos, offsets, jd_now, jdstarthist, ndeth
     keep = passed & (status[todo] == STATUS_OK)
     if model is not None and keep.any():
         output = np.asarray(model.predict(seq.values[keep]), dtype=np.float32)
-        rows = todo[keep]
-        result.output[rows] = output
-        result.proba[rows] = calibrated_probabilities(output, now_features(seq.values[keep]),
-                                                      model.contract.get("calibration"))
-        result.decision[rows] = output.argmax(axis=1)
-        result.label[rows] = np.asarray(model.class_names, dtype=object)[result.decision[rows]]
+        proba = calibrated_probabilities(output, now_features(seq.values[keep]), model.contract.get("calibration"))
+        result.record(todo[keep], output, proba, model.class_names)
     return result
 
 

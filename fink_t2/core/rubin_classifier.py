@@ -156,14 +156,9 @@ def classify_rubin_columns(cmjd, cflux, cflux_err, cband, fmjd, fflux, fflux_err
     status[todo] = cut_status(n_detections, age, np.zeros(n, dtype=bool))[todo]
     status[malformed] = STATUS_MALFORMED
 
-    result = Classification(status=status, n_detections=n_detections.astype(np.int64),
-                            last_node=np.full((n, len(spec.channels)), np.nan, dtype=np.float32))
-    if model is not None:
-        n_classes = len(model.class_names)
-        result.output = np.full((n, n_classes), REJECTED, dtype=np.float32)
-        result.proba = np.full((n, n_classes), REJECTED, dtype=np.float32)
-        result.decision = np.full(n, -1, dtype=np.int64)
-        result.label = np.full(n, None, dtype=object)
+    result = Classification.start(status, n_detections.astype(np.int64),
+                                  np.full((n, len(spec.channels)), np.nan, dtype=np.float32),
+                                  None if model is None else model.class_names)
     ok = np.flatnonzero(status == STATUS_OK)
     if model is None or len(ok) == 0:
         return result
@@ -182,9 +177,6 @@ def classify_rubin_columns(cmjd, cflux, cflux_err, cband, fmjd, fflux, fflux_err
         t_first=first[ok])
     output = model.predict(seq.values)
     result.last_node[ok] = seq.values[:, -1, :]
-    result.output[ok] = output
-    result.proba[ok] = calibrated_probabilities(output, calibration_features(seq.values, spec),
-                                                model.contract.get("calibration"))
-    result.decision[ok] = output.argmax(axis=1)
-    result.label[ok] = np.asarray(model.class_names, dtype=object)[result.decision[ok]]
+    result.record(ok, output, calibrated_probabilities(output, calibration_features(seq.values, spec),
+                                                       model.contract.get("calibration")), model.class_names)
     return result
