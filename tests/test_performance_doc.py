@@ -5,28 +5,20 @@ A hand edit of either page, or a benchmark file rerun without regenerating the p
 """
 
 import copy
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from script_modules import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-sys.path.insert(0, str(ROOT / "scripts"))  # the report scripts import their sections and bench_conditions
 
-
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def report():
-    return _script("performance_report")
+    return load_script("performance_report")
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +58,7 @@ def test_the_rerun_commands_are_the_ones_ci_and_the_scripts_use(report, files):
 
 def test_night_targets_from_either_form_of_the_cpu_field():
     """night_scale.json gives CPU ms per alert in all (older runs) or per process (newer ones): same verdicts."""
-    sections = _script("perf_sections")
+    sections = load_script("perf_sections")
     data = json.loads((DOCS / "night_scale.json").read_text())
     per_process = copy.deepcopy(data)
     for run in per_process["runs"]:
@@ -84,9 +76,9 @@ def test_night_targets_from_either_form_of_the_cpu_field():
 
 
 def test_gpu_page_is_the_reports_output():
-    gpu = _script("gpu_report")
+    gpu = load_script("gpu_report")
     data = json.loads((DOCS / "gpu_check.json").read_text())
-    shipped = _script("performance_report").shipped_sha256()
+    shipped = load_script("performance_report").shipped_sha256()
     assert (DOCS / "gpu.md").read_text(encoding="utf-8") == gpu.markdown(data, shipped), (
         "docs/gpu.md differs from what gpu_check.json gives: run python scripts/gpu_report.py")
     best = max(data["model_alone_alerts_per_s"]["torch-cuda"].values())
@@ -97,7 +89,7 @@ def test_gpu_page_is_the_reports_output():
 
 
 def test_conditions_record_load_and_threads(monkeypatch):
-    conditions = _script("bench_conditions")
+    conditions = load_script("bench_conditions")
     for name in conditions.THREAD_VARIABLES:  # restored as they were after the test
         monkeypatch.setenv(name, "7")
     conditions.pin_threads(0)  # 0: each library's default, untouched

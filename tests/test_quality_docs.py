@@ -1,23 +1,17 @@
 """Every number quoted in docs/quality.md, compression.md and preprocessing.md is read from their JSON files,
 and the quality JSON is the cross-validation recorded with the shipped model."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from script_modules import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 METRICS = json.loads((ROOT / "fink_t2" / "data" / "t2_metrics.json").read_text())
 
-
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +28,7 @@ def test_quality_json_is_the_shipped_models_cross_validation(quality):
 
 
 def test_quality_targets_and_page_follow_from_the_json(quality):
-    report = _script("quality_report")
+    report = load_script("quality_report")
     speed = quality["throughput"]["classified_per_s"] if quality["throughput"] else None
     assert quality["targets"] == json.loads(json.dumps(report.targets(quality["cross_validation"],
                                                                        quality["model_bytes"], speed)))
@@ -55,7 +49,7 @@ def test_experiment_log_is_written_by_scripts():
 
 
 def test_recipe_search_never_overwrites_an_entry(tmp_path):
-    search = _script("recipe_search")
+    search = load_script("recipe_search")
     log = tmp_path / "log.json"
     search.record("a", {"cv_mean": {"macro_f1": {"0-3": 0.1}}}, log)
     with pytest.raises(SystemExit, match="never overwritten"):
@@ -70,7 +64,7 @@ def test_one_fold_of_the_cross_validation_gives_its_stored_value():
     value stored in docs/ci_fold.json: views, cuts, preprocessing, training, quantization or metrics that change
     move these numbers (the run is deterministic on one machine; the tolerance allows other CPUs' rounding)."""
     stored = json.loads((DOCS / "ci_fold.json").read_text())
-    again = _script("ci_fold").compute()
+    again = load_script("ci_fold").compute()
     assert again["objects"] == stored["objects"] and again["recipe"] == stored["recipe"]
     for bucket, row in stored["buckets"].items():
         new = again["buckets"][bucket]
@@ -82,7 +76,7 @@ def test_one_fold_of_the_cross_validation_gives_its_stored_value():
 
 def test_compression_page_follows_from_its_json():
     data = json.loads((DOCS / "compression.json").read_text())
-    assert (DOCS / "compression.md").read_text() == _script("compression_table").markdown(data["variants"], data["meta"])
+    assert (DOCS / "compression.md").read_text() == load_script("compression_table").markdown(data["variants"], data["meta"])
     shipped = METRICS["model_size"]["variant"]
     assert data["meta"]["shipped_variant"] == shipped
     row = next(r for r in data["variants"] if r["variant"] == shipped)
@@ -91,14 +85,14 @@ def test_compression_page_follows_from_its_json():
 
 def test_preprocessing_page_follows_from_its_json():
     data = json.loads((DOCS / "preprocessing.json").read_text())
-    assert (DOCS / "preprocessing.md").read_text() == _script("preprocessing_study").markdown(data)
+    assert (DOCS / "preprocessing.md").read_text() == load_script("preprocessing_study").markdown(data)
     assert set(data["quality"]) >= {"production", "gp"}
 
 
 def test_header_table_is_the_census_of_the_real_alerts(quality):
     """docs/headers.json is what scripts/header_census.py measures on the real alerts now, and quality.json shows it."""
     stored = json.loads((DOCS / "headers.json").read_text())
-    assert json.loads(json.dumps(_script("header_census").census())) == stored
+    assert json.loads(json.dumps(load_script("header_census").census())) == stored
     assert quality["headers"] == {k: v for k, v in stored.items() if k != "samples"}
     passing = stored["groups"]["passing t2's cuts"]
     assert passing["alerts"] == len(stored["samples"]["ratio_gr"]) > 0
@@ -117,10 +111,8 @@ def test_fresh_fold_check_is_shown_beside_the_original(quality):
 
 def test_header_perturbation_of_real_views():
     """The perturbed scoring changes only the header, as measured: ndethist scaled, jdstarthist moved, age kept."""
-    import sys
 
-    sys.path.insert(0, str(ROOT / "scripts"))
-    report = _script("fresh_folds_report")
+    report = load_script("fresh_folds_report")
     from fink_t2.model.datasets import load_bts
     from fink_t2.model.views import alert_views
 
@@ -136,10 +128,8 @@ def test_header_perturbation_of_real_views():
 
 def test_cutoffs_take_each_objects_latest_alert_by_then():
     """On real BTS views with known decisions: perfect decisions score 1, all-SN-Ia decisions score the SN Ia share."""
-    import sys
 
-    sys.path.insert(0, str(ROOT / "scripts"))
-    cut = _script("alert_time_cutoffs")
+    cut = load_script("alert_time_cutoffs")
     from fink_t2.model.datasets import CLASS_NAMES, load_bts
     from fink_t2.model.views import alert_views
 
@@ -166,7 +156,7 @@ def test_cutoffs_take_each_objects_latest_alert_by_then():
 def test_vs_fink_page_follows_from_its_json():
     path = DOCS / "vs_fink.json"
     data = json.loads(path.read_text())
-    assert (DOCS / "vs_fink.md").read_text() == _script("vs_fink_page").markdown(data)
+    assert (DOCS / "vs_fink.md").read_text() == load_script("vs_fink_page").markdown(data)
     assert (DOCS / "vs_fink.png").stat().st_size > 10_000
     fresh = json.loads((DOCS / "fresh_folds.json").read_text())
     assert data["fold_seed"] == fresh["fold_seed"]
