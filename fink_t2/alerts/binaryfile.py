@@ -56,7 +56,7 @@ from fink_t2.alerts.table import records_to_table, table_reader_schema
 _LOG = logging.getLogger(__name__)
 
 __all__ = ["ALERTS_PER_BATCH", "BINARY_FILE_SCHEMA", "DECODED_SCHEMA", "UNREADABLE_MEMBERS", "binary_source",
-           "decode_batches", "decode_file", "decode_inputs", "decoded_alerts", "empty_files", "keep_member",
+           "decode_file", "decode_inputs", "decoded_alerts", "empty_files", "keep_member", "map_tables",
            "load_alerts"]
 
 #: alerts per Arrow batch yielded to Spark
@@ -169,13 +169,6 @@ def decode_inputs(batch: pa.RecordBatch) -> Iterator[pa.Table]:
     for i, path in enumerate(paths):
         content = _read_local(path) if contents is None else contents[i].as_buffer()  # no copy of the bytes
         yield content if isinstance(content, pa.Table) else decode_file(path, content)
-
-
-def decode_batches(batches):
-    """The decoder alone as a ``mapInArrow`` function: binaryFile batches → DECODED_SCHEMA batches."""
-    for batch in batches:
-        for table in decode_inputs(batch):
-            yield from table.to_batches(max_chunksize=ALERTS_PER_BATCH)
 
 
 def _decode_and_filter(batches):
