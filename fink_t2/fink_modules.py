@@ -4,10 +4,11 @@ Each entry says which fink-science UDF to call and with which columns of the
 Fink layout produced by :mod:`fink_t2.alerts.binaryfile`, exactly as Fink's science stage
 does. fink-science declares no dependencies: each module needs its own
 (``pip install 'fink-t2[fink]'`` brings those of ``nalerthist`` and ``roid``).
-SuperNNova needs ``supernnova`` (installed ``--no-deps``, as Fink does: it pins pandas 1.5.1),
-CPU ``torch`` and scikit-learn, and numpy < 2: it runs in Fink's own stack, the venv that
-``.ci/run`` builds from ``constraints/fink-production.txt`` (docs/fink.md), where
-``scripts/bench_modules.py`` times it beside t2.
+SuperNNova needs ``supernnova`` >= 3.0.51 under pandas 2 (installed ``--no-deps``, as Fink does),
+``torch`` and scikit-learn: it runs in Fink's own stack, the venv that ``.ci/run`` builds from
+``constraints/fink-production.txt`` (docs/fink.md, which says why 3.0.51 and not Fink's 3.0.21), where
+``scripts/bench_modules.py`` times it beside t2. The UDFs are called as fink-science publishes them:
+nothing here adapts their inputs or outputs.
 
 >>> sorted(FINK_MODULES)
 ['nalerthist', 'roid', 'snn_snia_vs_nonia']

@@ -3,7 +3,7 @@
 The sample night is Fink's science-stage parquet (``roid`` and ``cdsxmatch`` already there); the ``c*``
 columns are built with ``fink_utils.spark.utils.concat_col`` over fink-broker's ``to_expand`` list, as
 ``fink_broker/ztf/science.py`` does, then the documented block runs and its output must be the replay's.
-CI runs this in both stacks (Spark 3.4.1 / pandas 1.5.3, and the newest).
+CI runs this in both stacks (Spark 3.5.9 / pandas 2.3.3, Fink's, and the newest).
 """
 
 from __future__ import annotations

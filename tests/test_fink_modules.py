@@ -1,6 +1,6 @@
 """t2 beside real Fink science modules (fink-science from PyPI) in one DataFrame, on real alerts.
 
-SuperNNova needs numpy < 2 (torch, astropy < 6 for supernnova): it runs in CI's Fink-stack venv
+SuperNNova (torch, supernnova >= 3.0.51 under pandas 2, installed --no-deps) runs in CI's Fink-stack venv
 (constraints/fink-production.txt, $FINK_T2_STACK=fink-production), where its absence is a failure.
 """
 

@@ -120,7 +120,7 @@ def test_lower_bounds_are_finks_production_pins():
     declared, pins = install_requires(), constraints()
     for name in ("pyspark", "pandas", "numpy", "pyarrow", "fastavro"):
         assert declared[name].specifier.contains(pins[name]), f"pyproject.toml {declared[name]} refuses Fink's {name}=={pins[name]}"
-        lowest = _lowest(declared[name].specifier).release  # e.g. pandas>=1.5 for the pin 1.5.3: a prefix of it
+        lowest = _lowest(declared[name].specifier).release  # e.g. pandas>=2.3 for the pin 2.3.3: a prefix of it
         assert pins[name].release[: len(lowest)] == lowest, (
             f"pyproject.toml allows {name} from {'.'.join(map(str, lowest))}: CI proves {pins[name]} (constraints/{CONSTRAINTS.name})")
 
@@ -144,6 +144,30 @@ def test_litert_is_installed_where_setup_py_promises_it():
     assert litert.marker is not None and litert.marker.evaluate()
     assert litert.specifier.contains(metadata("ai-edge-litert")["Version"])
     assert not litert.marker.evaluate({"sys_platform": "darwin", "platform_machine": "x86_64"})  # no wheel there
+
+
+#: docs/fink.md's stack table: row label → the distribution whose pin its "Fink's production pins" column quotes
+STACK_ROWS = {"Spark / pyspark": "pyspark", "pandas": "pandas", "numpy": "numpy", "pyarrow": "pyarrow",
+              "fastavro": "fastavro", "TensorFlow": "tensorflow", "SuperNNova": "supernnova"}
+
+
+def test_the_stack_table_quotes_the_pins():
+    """docs/fink.md says which versions Fink's stack pins and pyproject.toml supports: the files' own numbers."""
+    rows = {}
+    for line in (REPO_ROOT / "docs" / "fink.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and cells[0] in STACK_ROWS:
+            assert cells[0] not in rows, f"docs/fink.md has two stack rows for {cells[0]}"
+            rows[cells[0]] = cells
+    assert set(rows) == set(STACK_ROWS), f"docs/fink.md's stack table lacks {sorted(set(STACK_ROWS) - set(rows))}"
+    pins, declared = constraints(), install_requires()
+    for label, name in STACK_ROWS.items():
+        supported, pinned = rows[label][1], rows[label][2]
+        assert re.match(rf"{re.escape(str(pins[name]))}\b", pinned), f"docs/fink.md: {label} pinned {pinned!r}, file {pins[name]}"
+        if name in declared:
+            lowest = ".".join(map(str, _lowest(declared[name].specifier).release))
+            assert re.search(rf"(^|\D){re.escape(lowest)}(\D|$)", supported), (
+                f"docs/fink.md: {label} supported {supported!r}, pyproject.toml {declared[name]}")
 
 
 @pytest.mark.skipif(os.environ.get(STACK_ENV) != "fink-production",

@@ -2,7 +2,7 @@
 
 Each check runs in a child Python in which ``import ai_edge_litert`` raises ImportError, as on a machine
 where it has no wheel. There the runner picks the tf.lite interpreter of the installed TensorFlow (CI runs
-this in Fink's stack, TensorFlow 2.15, and in the newest one), refuses what the contract refuses, and gives
+this in Fink's stack, TensorFlow 2.19.0, and in the newest one), refuses what the contract refuses, and gives
 LiteRT's probabilities on real alerts. TensorFlow 2.15 cannot load a file with per-channel dense weights
 (``FULLY_CONNECTED`` version 12, what TensorFlow 2.21's converter writes by default): the shipped file has
 per-tensor ones (fink_t2/model/export.py).
@@ -107,7 +107,7 @@ def assert_same_as_litert(path, child: dict) -> None:
 @needs_tensorflow
 @pytest.mark.slow
 def test_shipped_model_without_litert(child):
-    """The shipped file on the installed TensorFlow's tf.lite (2.15 in Fink's stack): LiteRT's probabilities.
+    """The shipped file on the installed TensorFlow's tf.lite (2.19.0 in Fink's stack): LiteRT's probabilities.
 
     It asks for FULLY_CONNECTED version 9 (per-tensor dense weights, fink_t2/model/export.py), not the version
     12 of per-channel weights that tf.lite 2.15 refuses.

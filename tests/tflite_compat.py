@@ -1,7 +1,7 @@
 """What a model file asks of an older TFLite runtime, and the real alerts on which the tests compare two runtimes.
 
 TensorFlow 2.21's converter quantizes the weights of a dense layer per output channel by default, which
-TFLite records as ``FULLY_CONNECTED`` version 12; the tf.lite of TensorFlow 2.15 (Fink's science images)
+TFLite records as ``FULLY_CONNECTED`` version 12; the tf.lite of TensorFlow 2.15 (Fink's ZTF science image until 2026)
 knows versions up to 11 and refuses such a file. The shipped file has per-tensor dense weights (version 9,
 fink_t2/model/export.py).
 """

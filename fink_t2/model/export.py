@@ -72,7 +72,7 @@ def tflite_bytes(model_or_dir, mode: str, representative=None, per_channel=True,
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "dynamic":
         # per-tensor dense weights: TFLite then asks for FULLY_CONNECTED version 9, which the tf.lite of
-        # TensorFlow 2.15 (Fink's science images, the runtime fallback) runs; per-channel ones need version 12
+        # TensorFlow 2.15 (Fink's ZTF image until 2026, the runtime fallback) runs; per-channel ones need version 12
         converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     if mode == "int8":
         sample = np.asarray(representative, dtype=np.float32)

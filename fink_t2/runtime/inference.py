@@ -49,7 +49,7 @@ def _interpreter_class():
     """LiteRT's interpreter, else TensorFlow's ``tf.lite`` one; ImportError naming both otherwise.
 
     ai-edge-litert is a dependency of fink-t2 on the platforms it has wheels for (setup.py); elsewhere an
-    installed TensorFlow (``fink-t2[tflite]``; Fink's science images ship 2.15) runs the same file, under the
+    installed TensorFlow (``fink-t2[tflite]``; Fink's science images ship 2.19) runs the same file, under the
     same contract checks.
     """
     try:
