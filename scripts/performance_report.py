@@ -91,7 +91,9 @@ def markdown(files: dict, shipped: str, install: list[str]) -> str:
     out += [
         "",
         "Both stacks, then this page (the Fink stack is the venv `.ci/run` builds third, from "
-        "`constraints/fink-production.txt`; docs/fink.md):",
+        "`constraints/fink-production.txt`; docs/fink.md). The Fink-stack figures on this page were measured "
+        "before fink-broker PR #1235 moved those pins (Spark 3.4.1, pandas 1.5.3, TensorFlow 2.15: "
+        "`git show 2e82ff9:constraints/fink-production.txt`); these commands now measure the stack of #1235:",
         "",
         "```bash",
         "# main environment: pip install -e \".[train,test]\"",

@@ -66,7 +66,8 @@ def markdown(result: dict) -> str:
         "`ztf/science.py` passes (`roid` 0, `cdsxmatch` \"Unknown\": every view is an extragalactic transient). "
         "SN Ia against the rest; per alert-age bucket (days since first detection) every object weighs the same.",
         "",
-        "The venv: `.ci/run`'s Fink production stack (`pip install -e \".[test]\" tensorflow scikit-learn h5py natsort "
+        "The venv: `.ci/run`'s Fink production stack as it was before fink-broker PR #1235 moved its pins "
+        "(`git show 2e82ff9:constraints/fink-production.txt`: Spark 3.4.1, pandas 1.5.3; `pip install -e \".[test]\" tensorflow scikit-learn h5py natsort "
         "colorama seaborn torch==2.13.0 -c constraints/fink-production.txt`, then `pip install --no-deps supernnova "
         "-c constraints/fink-production.txt`), plus `tf_keras==2.15.0` (Fink's pin), `actsnfink` (the Early SN Ia "
         "features; not on PyPI: `pip install --no-deps actsnclass` and its repository emilleishida/fink_sn_activelearning, "
