@@ -209,3 +209,14 @@ def test_the_report_shows_six_bands_and_the_rubin_classes(tmp_path, monkeypatch,
     # the legend of a candidates figure names detections and forced photometry apart
     labels = {t.get_text() for fig in figures for legend in fig.legends for t in legend.get_texts()}
     assert set("ugrizy") <= labels and any(label.endswith(" forced") for label in labels)
+
+
+def test_the_rubin_rows_are_flat_for_sparks_mapinarrow():
+    """Spark 3.4 (Fink's earlier production pin) takes no struct column from a mapInArrow task: the Rubin output
+    has none, so map_tables passes it as it is."""
+    from fink_t2.alerts.layout import flat_schema
+    from fink_t2.stream.rubin_stage import RUBIN_OUTPUT_SCHEMA
+
+    assert flat_schema(RUBIN_OUTPUT_SCHEMA).equals(RUBIN_OUTPUT_SCHEMA)
+    assert {"diaSourceId", "diaObjectId", "midpointMjdTai", "cband", "fpsfFlux", "t2", "t2_status", "t2_class",
+            "source_file"} <= set(RUBIN_OUTPUT_SCHEMA.names)
