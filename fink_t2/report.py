@@ -27,13 +27,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from fink_t2.core import cuts, rubin_cuts
 from fink_t2.core import raw_filter as raw
 from fink_t2.stream.output import SUMMARY_FILE, committed_files, last_processing_run, read_summary
+from fink_t2.stream.survey import output_survey as survey_of_output
 
 COLUMNS = ["objectId", "candid", "t2", "t2_status", "t2_class", "cjd", "cfid", "cmagpsf", "csigmapsf", "cdiffmaglim"]
 BANDS = {1: ("g", "green"), 2: ("r", "red")}
@@ -99,9 +99,9 @@ $candidates
 
 
 def output_survey(output_dir) -> "Survey":
-    """The :class:`Survey` of a replay output, told by its columns (``diaSourceId``: Rubin)."""
-    files = _committed(output_dir)
-    return RUBIN if "diaSourceId" in pq.read_schema(files[0]).names else ZTF
+    """The :class:`Survey` of a replay output, told by its columns (:func:`fink_t2.stream.survey.output_survey`)."""
+    _committed(output_dir)
+    return RUBIN if survey_of_output(output_dir) == RUBIN.name else ZTF
 
 
 def _committed(output_dir) -> list[str]:

@@ -220,3 +220,21 @@ def test_the_rubin_rows_are_flat_for_sparks_mapinarrow():
     assert flat_schema(RUBIN_OUTPUT_SCHEMA).equals(RUBIN_OUTPUT_SCHEMA)
     assert {"diaSourceId", "diaObjectId", "midpointMjdTai", "cband", "fpsfFlux", "t2", "t2_status", "t2_class",
             "source_file"} <= set(RUBIN_OUTPUT_SCHEMA.names)
+
+
+def test_rubin_rows_never_join_ztf_rows_in_one_output(tmp_path, container):
+    """A first run over only unreadable files writes its rows in ZTF's layout; Rubin files added to that input later
+    are refused (one line, exit 2), not appended in another layout."""
+    from fink_t2.stream.replay import NoAlertError
+
+    night = tmp_path / "night"
+    night.mkdir()
+    (night / "garbage.avro").write_bytes(b"Obj\x01" + bytes(range(256)) * 4)
+    out = tmp_path / "out"
+    with pytest.raises(NoAlertError):
+        replay(str(night), str(out), progress=False)
+    single_alert_files(night, container[0][:1], container[1])
+    before = sorted(p.name for p in out.glob("*.parquet"))
+    with pytest.raises(ValueError, match="holds ZTF rows and the input now holds Rubin alerts"):
+        replay(str(night), str(out), progress=False)
+    assert sorted(p.name for p in out.glob("*.parquet")) == before

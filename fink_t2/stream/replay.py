@@ -55,7 +55,7 @@ from fink_t2.stream.progress import BATCH_METRICS, BatchLog, StagingBar
 from fink_t2.stream.rubin_stage import classified_rubin_alerts
 from fink_t2.stream.spark import check_java, java_needed, replay_session
 from fink_t2.stream.stages import classified_alerts
-from fink_t2.stream.survey import RUBIN, input_survey
+from fink_t2.stream.survey import RUBIN, check_output_survey, input_survey
 
 _LOG = logging.getLogger(__name__)
 
@@ -190,6 +190,7 @@ def replay(
     if first_run and is_empty_folder(path):
         check_first_run_has_alerts(path, output, None)
     claim_output(output, path, ref.path)
+    check_output_survey(output, survey)  # a rerun: its rows' survey (nothing written on a first run)
     start, started_at = time.perf_counter(), time.time()
     stager = Stager(path, os.path.join(output, STAGING_DIR)) if fmt == "tarball" else None
     source, fmt = (str(stager.folder), "staged") if stager else (path, fmt)

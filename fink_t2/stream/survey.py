@@ -7,7 +7,8 @@ only, never from its name; an Avro header shared by many files (a night of singl
 once. A nightly tarball is ZTF's. A file whose schema cannot be read (empty, truncated, garbage) tells
 nothing: the stream turns it into an ``unreadable_file`` row as for any survey. An input mixing ZTF and
 Rubin files is refused (ValueError: one line, exit 2) before anything is written: the two surveys' rows
-have different layouts and cannot share one output.
+have different layouts and cannot share one output; so is a rerun into an output holding the other survey's
+rows (:func:`check_output_survey`; a replay output's survey is told by its columns, :func:`output_survey`).
 
 >>> from fink_t2.paths import shared_data_dir
 >>> input_survey(shared_data_dir() / "lsst_alerts" / "part-2-918301.avro", "avro_file")
@@ -30,6 +31,7 @@ from fastavro.read import HEADER_SCHEMA
 from fink_t2.alerts.avro import AVRO_MAGIC
 from fink_t2.alerts.rubin import packet_survey
 from fink_t2.alerts.sources import FOLDER_GLOBS
+from fink_t2.stream.output import RUN_MARKER, committed_files
 
 ZTF, RUBIN = "ztf", "rubin"
 #: the surveys a replay reads
@@ -93,3 +95,23 @@ def input_survey(path, fmt: str) -> str:
             raise ValueError(f"{path} mixes ZTF and Rubin alert files ({first[ZTF]} is ZTF, {first[RUBIN]} is Rubin): "
                              "replay each survey from its own folder into its own output")
     return RUBIN if RUBIN in first else ZTF
+
+
+def output_survey(output) -> str | None:
+    """The survey of the rows committed in a replay output (``diaSourceId`` among its columns: Rubin), None
+    while nothing is committed."""
+    files = committed_files(output) if Path(output).is_dir() else []
+    if not files:
+        return None
+    return RUBIN if "diaSourceId" in pq.read_schema(files[0]).names else ZTF
+
+
+def check_output_survey(output, survey: str) -> None:
+    """Refuse (ValueError) to add ``survey``'s rows to a replay output holding the other survey's rows (e.g. a
+    first run whose files were all unreadable, written in ZTF's layout, then Rubin files added to its input)."""
+    if not Path(output, RUN_MARKER).is_file():
+        return
+    found = output_survey(output)
+    if found is not None and found != survey:
+        raise ValueError(f"output {output} holds {found.upper() if found == ZTF else 'Rubin'} rows and the input "
+                         f"now holds {'Rubin' if survey == RUBIN else 'ZTF'} alerts: use another output folder")
