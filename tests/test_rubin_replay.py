@@ -238,3 +238,14 @@ def test_rubin_rows_never_join_ztf_rows_in_one_output(tmp_path, container):
     with pytest.raises(ValueError, match="holds ZTF rows and the input now holds Rubin alerts"):
         replay(str(night), str(out), progress=False)
     assert sorted(p.name for p in out.glob("*.parquet")) == before
+
+
+def test_the_readme_documents_every_column_of_the_rubin_output():
+    from fink_t2.paths import REPO_ROOT
+    from fink_t2.stream.rubin_stage import RUBIN_OUTPUT_SCHEMA
+
+    text = (Path(REPO_ROOT) / "README.md").read_text()
+    section = text.split("### Replay Rubin alerts", 1)[1].split("\n## ", 1)[0]
+    table = [line.split("|")[1] for line in section.splitlines() if line.startswith("| ") and "`" in line.split("|")[1]]
+    documented = {name for cell in table for name in re.findall(r"`(\w+)`", cell)}
+    assert documented == set(RUBIN_OUTPUT_SCHEMA.names)
