@@ -249,3 +249,13 @@ def test_the_readme_documents_every_column_of_the_rubin_output():
     table = [line.split("|")[1] for line in section.splitlines() if line.startswith("| ") and "`" in line.split("|")[1]]
     documented = {name for cell in table for name in re.findall(r"`(\w+)`", cell)}
     assert documented == set(RUBIN_OUTPUT_SCHEMA.names)
+
+
+def test_a_rubin_model_for_ztf_alerts_is_refused_before_writing(tmp_path):
+    """The ZTF stage builds the g/r model's sequences: a band-generic model there crashed the stream (a tensor of
+    the wrong shape in every task); now one line, exit 2, nothing written."""
+    from fink_t2.paths import LSST_MODEL_PATH, SAMPLE_NIGHT
+
+    out = tmp_path / "out"
+    assert_refused(replay_cli(SAMPLE_NIGHT, "--output", out, "--model", LSST_MODEL_PATH), "band-generic", "ZTF")
+    assert not out.exists()

@@ -34,7 +34,9 @@ from pyspark.sql import functions as F
 from fink_t2.alerts import detect_format
 from fink_t2.alerts.binaryfile import empty_files
 from fink_t2.alerts.staging import Stager
+from fink_t2.core.contract import ModelContractError, input_spec
 from fink_t2.core.cuts import STATUS_UNREADABLE
+from fink_t2.core.spec import SequenceSpec
 from fink_t2.processor import T2_COLUMNS, t2_result_udf
 from fink_t2.runtime import gpu
 from fink_t2.runtime.model_ref import ModelRef
@@ -140,6 +142,11 @@ def check_model(model: str | None = None, survey: str = "ztf") -> ModelRef:
     from fink_t2.runtime.inference import T2Model
 
     ref = rubin_model(model) if survey == RUBIN else ModelRef.resolve(model)
+    spec = input_spec(ref.contract)
+    if survey != RUBIN and isinstance(spec, SequenceSpec):  # the ZTF stage builds the g/r model's sequences only
+        raise ModelContractError(f"{ref.path} is a band-generic model (contract format {ref.contract.get('format')}, "
+                                 f"bands {''.join(spec.bands)}): ZTF alerts need a ZTF g/r model such as the shipped "
+                                 "fink_t2/data/t2.tflite")
     T2Model(ref.path, contract=ref.contract)  # input shape and outputs against the contract (no inference)
     return ref
 
