@@ -145,18 +145,20 @@ def _verbose_option(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="fink-t2", description="Real-time light-curve classification of ZTF alerts (t2).",
+        prog="fink-t2", description="Real-time light-curve classification of ZTF and Rubin alerts (t2).",
         epilog="Exit status: 0 done; 1 started but could not finish (an input without alerts, a full disk, another "
                "error); 2 refused before writing anything (bad input, model, output folder or options; no Java). "
                "An error is one line; --verbose shows the traceback.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     rep = sub.add_parser("replay", help="replay an archived night through t2 with Spark Structured Streaming")
-    rep.add_argument("path", help="folder of .avro alerts, Avro container file, ztf_public_YYYYMMDD.tar.gz, or Fink parquet")
+    rep.add_argument("path", help="folder of .avro alerts, Avro container file, ztf_public_YYYYMMDD.tar.gz, or Fink parquet; "
+                     "ZTF or Rubin (lsst.v10_0, ELAsTiCC) alerts, told from the files' schemas (a mix is refused)")
     rep.add_argument("--output", required=True, help="output folder: parquet, checkpoint (_checkpoint) and staging")
     rep.add_argument("--master", default=None, help="Spark master URL (default local[*] or $SPARK_MASTER)")
     rep.add_argument("--max-files-per-trigger", type=int, default=None, help="input files per micro-batch")
-    rep.add_argument("--model", default=None, help="t2 model file with its contract (default $FINK_T2_MODEL or the shipped one)")
+    rep.add_argument("--model", default=None, help="t2 model file with its contract (default $FINK_T2_MODEL or the shipped "
+                     "one; for Rubin alerts $FINK_T2_RUBIN_MODEL or the shipped t2_lsst.tflite)")
     _device_option(rep)
     _verbose_option(rep)
     rep.set_defaults(func=_replay)

@@ -11,7 +11,12 @@ has not committed, and the sink's log keeps every alert exactly once. The output
 marker, unreadable files, summary) is :mod:`fink_t2.stream.output`; what the run prints while it runs,
 :mod:`fink_t2.stream.progress`.
 
-Raw alerts (no Fink science-stage columns) first meet Fink's raw -> science step as
+Which survey the input holds (ZTF, or Rubin ``lsst.v10_0`` / ELAsTiCC) is told once, from the data, before
+anything runs (:mod:`fink_t2.stream.survey`; an input mixing both is refused): Rubin alerts take the same path
+with their own stages (:mod:`fink_t2.stream.rubin_stage`) and model (the shipped ``t2_lsst``, or
+$FINK_T2_RUBIN_MODEL), into their own output layout.
+
+Raw ZTF alerts (no Fink science-stage columns) first meet Fink's raw -> science step as
 :mod:`fink_t2.core.raw_filter` rebuilds it: an alert it rejects keeps that status, and t2 spends nothing on it.
 A file that cannot be decoded becomes one row with ``ingest_error`` set and
 ``t2_status = "unreadable_file"`` — counted in the summary, never dropped silently.
@@ -29,7 +34,9 @@ from pyspark.sql import functions as F
 from fink_t2.alerts import detect_format
 from fink_t2.alerts.binaryfile import empty_files
 from fink_t2.alerts.staging import Stager
+from fink_t2.core.contract import ModelContractError, input_spec
 from fink_t2.core.cuts import STATUS_UNREADABLE
+from fink_t2.core.spec import SequenceSpec
 from fink_t2.processor import T2_COLUMNS, t2_result_udf
 from fink_t2.runtime import gpu
 from fink_t2.runtime.model_ref import ModelRef
@@ -47,8 +54,10 @@ from fink_t2.stream.output import (
     write_summary,
 )
 from fink_t2.stream.progress import BATCH_METRICS, BatchLog, StagingBar
+from fink_t2.stream.rubin_stage import classified_rubin_alerts
 from fink_t2.stream.spark import check_java, java_needed, replay_session
 from fink_t2.stream.stages import classified_alerts
+from fink_t2.stream.survey import RUBIN, check_output_survey, input_survey
 
 _LOG = logging.getLogger(__name__)
 
@@ -124,21 +133,30 @@ def check_first_run_has_alerts(path: str, output: str, summary: dict | None) -> 
                            f"(see {os.path.join(output, SUMMARY_FILE)})", summary)
 
 
-def check_model(model: str | None = None) -> ModelRef:
-    """The model a replay runs (``model``, $FINK_T2_MODEL or the shipped one), loaded once on the driver so
-    that a missing file, a file without a t2 contract or a contract that does not match fails before Spark
-    starts (ValueError / ModelContractError, FileNotFoundError)."""
+def check_model(model: str | None = None, survey: str = "ztf") -> ModelRef:
+    """The model a replay runs (``model``, else $FINK_T2_MODEL or the shipped one; for Rubin alerts
+    :func:`fink_t2.rubin_processor.rubin_model`: $FINK_T2_RUBIN_MODEL or the shipped t2_lsst), loaded once on the
+    driver so that a missing file, a file without a t2 contract or a contract that does not match (a ZTF model
+    for Rubin alerts) fails before Spark starts (ValueError / ModelContractError, FileNotFoundError)."""
+    from fink_t2.rubin_processor import rubin_model
     from fink_t2.runtime.inference import T2Model
 
-    ref = ModelRef.resolve(model)
+    ref = rubin_model(model) if survey == RUBIN else ModelRef.resolve(model)
+    spec = input_spec(ref.contract)
+    if survey != RUBIN and isinstance(spec, SequenceSpec):  # the ZTF stage builds the g/r model's sequences only
+        raise ModelContractError(f"{ref.path} is a band-generic model (contract format {ref.contract.get('format')}, "
+                                 f"bands {''.join(spec.bands)}): ZTF alerts need a ZTF g/r model such as the shipped "
+                                 "fink_t2/data/t2.tflite")
     T2Model(ref.path, contract=ref.contract)  # input shape and outputs against the contract (no inference)
     return ref
 
 
-def replay_stream(reader, source: str, fmt: str, ref: ModelRef) -> DataFrame:
+def replay_stream(reader, source: str, fmt: str, ref: ModelRef, survey: str = "ztf") -> DataFrame:
     """The replay's stream: the alerts at ``source`` decoded, raw-filtered and classified in one task
-    (:func:`fink_t2.stream.stages.classified_alerts`), with the per-batch counts the log prints."""
-    return _observed(classified_alerts(reader, source, fmt, ref))
+    (:func:`fink_t2.stream.stages.classified_alerts`; Rubin alerts: decoded and classified,
+    :func:`fink_t2.stream.rubin_stage.classified_rubin_alerts`), with the per-batch counts the log prints."""
+    stage = classified_rubin_alerts if survey == RUBIN else classified_alerts
+    return _observed(stage(reader, source, fmt, ref))
 
 
 def _observed(df: DataFrame) -> DataFrame:
@@ -167,7 +185,8 @@ def replay(
     unreadable files: once they are kept aside and the summary written).
     """
     fmt = input_format(path)
-    ref = check_model(model)
+    survey = input_survey(path, fmt)  # from the data; a folder mixing ZTF and Rubin files is refused here
+    ref = check_model(model, survey)
     device = gpu.check_device(device)
     if device == "gpu" and (master or os.environ.get("SPARK_MASTER") or "local").startswith("local"):
         gpu.choose_model(ref, "gpu")  # the workers run on this machine: fail before Spark starts
@@ -178,6 +197,7 @@ def replay(
     if first_run and is_empty_folder(path):
         check_first_run_has_alerts(path, output, None)
     claim_output(output, path, ref.path)
+    check_output_survey(output, survey)  # a rerun: its rows' survey (nothing written on a first run)
     start, started_at = time.perf_counter(), time.time()
     stager = Stager(path, os.path.join(output, STAGING_DIR)) if fmt == "tarball" else None
     source, fmt = (str(stager.folder), "staged") if stager else (path, fmt)
@@ -197,7 +217,7 @@ def replay(
     log = BatchLog(start, staging_line, lines=None if progress else [])
     spark.streams.addListener(log)
     writer = (
-        replay_stream(reader, source, fmt, ref)
+        replay_stream(reader, source, fmt, ref, survey)
         .writeStream.format("parquet")
         .option("path", output)
         .option("checkpointLocation", os.path.join(output, CHECKPOINT_DIR))
@@ -221,7 +241,7 @@ def replay(
     if stager is not None:
         summary["staging"] = stager.summary()
     unreadable = keep_aside(spark, output, unlisted)
-    summary.update(unreadable_files=len(unreadable), unreadable=unreadable, device=device,
+    summary.update(survey=survey, unreadable_files=len(unreadable), unreadable=unreadable, device=device,
                    **gpu.worker_backends(backend_dir, since=started_at))
     write_summary(output, summary)  # read by fink-t2 report
     if stager is not None:  # every chunk is processed and committed: what the stream left of them goes
