@@ -145,7 +145,7 @@ def run_fink(fink_python: str, alerts: pa.Table, tag: str, batch: int) -> tuple[
     pq.write_table(alerts.select(["diaSourceId", "cmidpointMjdTai", "cpsfFlux", "cpsfFluxErr", "cband"]), path)
     env = {**os.environ, "PYTHONPATH": ""}
     command = [fink_python, str(ROOT / "scripts" / "rubin_compare_fink.py"), str(path), str(scores), str(timing),
-               "--batch", str(batch), "--cats-keras", "--snn-uint8-dummies"]
+               "--batch", str(batch), "--cats-keras"]
     subprocess.run(command, check=True, env=env, cwd=BUILD)
     frame = pd.read_parquet(scores)
     out = {c: frame[c].to_numpy(np.float64) for c in frame.columns if c != "diaSourceId" and ":" not in c}
@@ -255,8 +255,7 @@ def main(argv=None) -> dict:
         "views": views, "sn_classes": list(rm.SN_CLASSES), "ia_classes": list(rm.IA_CLASSES),
         "thresholds": rm.THRESHOLDS, "modules": list(outputs), "module_errors": fink_run["errors"],
         "fink": {"versions": fink_run["versions"], "threads": fink_run["threads"], "batch": fink_run["batch"],
-                 "cats_from_keras2_file": fink_run["cats_from_keras2_file"],
-                 "snn_uint8_dummies": fink_run["snn_uint8_dummies"]},
+                 "cats_from_keras2_file": fink_run["cats_from_keras2_file"]},
         "buckets": buckets, "throughput": throughput,
         "targets": rm.targets(buckets, throughput, T2_HELD_OUT),
         "real_alerts": real, "real_alert_errors": real_run["errors"], "real_alerts_check": stored_check(real),

@@ -3,6 +3,20 @@
     FINK_PY=/work/scratch/finkscience-venv/bin/python
     $FINK_PY scripts/rubin_compare_fink.py ALERTS.parquet SCORES.parquet TIMING.json
 
+The venv (fink-science 8.x is not on PyPI; its snapshot and actsnfink's, which Early SN Ia imports, come from
+their repositories)::
+
+    python3.11 -m venv $V                       # V=/work/scratch/finkscience-venv
+    echo $FINKVENV/lib/python3.11/site-packages > $V/lib/python3.11/site-packages/zz_finkvenv.pth
+    echo $FINK_SCIENCE > $V/lib/python3.11/site-packages/fink_science_8_53.pth    # git archive of 8.53.0
+    echo $ACTSNFINK > $V/lib/python3.11/site-packages/actsnfink.pth               # fink_sn_activelearning f424ab1
+    $V/bin/pip install --no-deps pandas==1.5.3 scikit-learn==1.5.2 light-curve==0.10.4 iminuit==2.31.1 \
+        tf-keras==2.19.0 actsnclass==1.2
+
+where ``$FINKVENV`` is a venv with Fink's other Rubin pins (TensorFlow 2.19.0, SuperNNova 3.0.21, torch,
+fink-utils, numpy 1.26.4). The snapshot lacks ``elasticc_rainbow_earlyIa_nometa.pkl`` (not stored): it is copied
+from the fink-science 7.4.0 wheel, whose file has the same Git blob hash as 8.53.0's.
+
 ``ALERTS.parquet``: ``diaSourceId`` and the ``c*`` arrays Fink's Rubin stage builds with ``concat_col``
 (``cmidpointMjdTai``, ``cpsfFlux``, ``cpsfFluxErr``, ``cband``: prvDiaSources then diaSource). Each module is
 called as fink-broker's ``fink_broker/rubin/science.py`` calls it, through the function under its pandas UDF
@@ -14,10 +28,15 @@ each call are recorded. A module that cannot load or run is recorded with its er
 * CATS ``predict_nn(cmidpointMjdTai, cpsfFlux, cpsfFluxErr, cband)``: five broad-class probabilities;
 * Early SN Ia ``rfscore_rainbow_elasticc_nometa(cmidpointMjdTai, cband, cpsfFlux, cpsfFluxErr)``.
 
-SuperNNova 3.0.21 under pandas 2: its ``format_data`` one-hot encodes the bands with ``pd.get_dummies``, which
-returns bool columns since pandas 2.0 (uint8 before), so the feature frame turns into an object array and
-``normalize_arr`` fails ("loop of ufunc does not support argument 0 of type float"), whatever the input dtype.
-``--snn-uint8-dummies`` gives SuperNNova's module the pandas 1 behaviour (``dtype=uint8``), nothing else changed.
+pandas: SuperNNova 3.0.21 one-hot encodes the bands with ``pd.get_dummies``, which gives bool columns under
+pandas 2 (uint8 under pandas 1), and then fails in ``normalize_arr`` on the object array that follows ("loop of
+ufunc does not support argument 0 of type float"). Fink's Rubin image pins pandas 1.5.3 (fink-docker
+``containerfs/rubin/deps/requirements.txt``, with scikit-learn 1.5.2, light-curve 0.10.4, iminuit 2.31.1,
+TensorFlow 2.19.0), so the venv has those.
+
+SuperNNova's model lists the y band as ``Y`` (its ``cli_args.json``), Rubin alerts write ``y``: in Fink's stage,
+as here, a y-band point does not match the model's band names. The diagnostic module ``SNN_Y`` scores the same
+alerts with ``y`` renamed ``Y``, to show what that costs; it is not what Fink runs.
 
 CATS: fink-science 8.53 loads ``cats_small_nometa_serial_219_savedmodel`` (its TF 2.19 export of the CATS model);
 that SavedModel's files are absent from the fink-science snapshot this machine has (Git LFS-sized blobs not
@@ -43,6 +62,8 @@ os.environ.update(THREADS)
 import numpy as np
 import pandas as pd
 
+#: SuperNNova SN_vs_other with the y band named as its model names it (diagnostic, see the module doc)
+SNN_Y = "SuperNNova SN_vs_other, y named Y (diagnostic)"
 SNN_MODELS = {"SuperNNova SN_vs_other": "elasticc_binary_broad/SN_vs_other", "SuperNNova elasticc_ia": "elasticc_ia"}
 CATS_CLASSES = ("SN-like", "Fast", "Long", "Periodic", "non-Periodic (AGN)")
 
@@ -76,34 +97,20 @@ def keras2_cats_layer(path: str):
     return Keras2Cats()
 
 
-class Pandas1Dummies:
-    """pandas, with ``get_dummies`` giving uint8 columns as pandas 1 did (see the module doc)."""
-
-    def __getattr__(self, name):
-        return getattr(pd, name)
-
-    @staticmethod
-    def get_dummies(*args, **kwargs):
-        return pd.get_dummies(*args, **{"dtype": np.uint8, **kwargs})
-
-
-def load_modules(cats_keras: bool, snn_uint8_dummies: bool) -> tuple[dict, dict]:
+def load_modules(cats_keras: bool) -> tuple[dict, dict]:
     """(name → call(batch) → scores, name → error of a module that could not load)."""
     modules, errors = {}, {}
     try:
         from fink_science.rubin.snn import processor as snn
 
-        if snn_uint8_dummies:
-            import supernnova.validation.validate_onthefly as onthefly
-
-            onthefly.pd = Pandas1Dummies()
-
         for name, model in SNN_MODELS.items():
             modules[name] = (lambda b, m=model: snn.snn_ia_elasticc.func(
                 b["diaSourceId"], b["cmidpointMjdTai"], b["cband"], b["cpsfFlux"], b["cpsfFluxErr"],
                 pd.Series([m] * len(b))).to_numpy(np.float64))
+        modules[SNN_Y] = lambda b: modules["SuperNNova SN_vs_other"](
+            b.assign(cband=[np.where(bands == "y", "Y", bands) for bands in b["cband"]]))
     except Exception:
-        errors.update({name: traceback.format_exc(limit=3) for name in SNN_MODELS})
+        errors.update({name: traceback.format_exc(limit=3) for name in [*SNN_MODELS, SNN_Y]})
     try:
         if cats_keras:
             import fink_science
@@ -167,11 +174,10 @@ def main(argv=None) -> None:
     parser.add_argument("timing")
     parser.add_argument("--batch", type=int, default=1000, help="alerts per call (about one Arrow batch)")
     parser.add_argument("--cats-keras", action="store_true", help="CATS from its Keras 2 file (see the doc)")
-    parser.add_argument("--snn-uint8-dummies", action="store_true", help="SuperNNova's bands one-hot as uint8 (see the doc)")
     args = parser.parse_args(argv)
     versions = pin_libraries()
     alerts = columns(pd.read_parquet(args.alerts))
-    modules, errors = load_modules(args.cats_keras, args.snn_uint8_dummies)
+    modules, errors = load_modules(args.cats_keras)
     scores, timing = run(alerts, modules, errors, args.batch)
     out = pd.DataFrame({"diaSourceId": alerts["diaSourceId"]})
     for name, values in scores.items():
@@ -181,17 +187,23 @@ def main(argv=None) -> None:
         else:
             out[name] = values
     out.to_parquet(args.scores)
+    from importlib.metadata import PackageNotFoundError, version
+
     import fink_science
-    import fink_utils
-    import supernnova
+
+    def installed(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
 
     versions.update({"fink_science": fink_science.__version__, "fink_science_path": os.path.dirname(fink_science.__file__),
-                     "fink_utils": fink_utils.__version__, "supernnova": getattr(supernnova, "__version__", None),
-                     "pandas": pd.__version__, "numpy": np.__version__, "python": sys.version.split()[0]})
+                     "python": sys.version.split()[0], "pandas": pd.__version__, "numpy": np.__version__,
+                     **{name: installed(name) for name in ("fink-utils", "supernnova", "scikit-learn", "light-curve",
+                                                           "iminuit", "tf-keras", "actsnclass")}})
     with open(args.timing, "w") as stream:
         json.dump({"timing": timing, "errors": errors, "versions": versions, "threads": THREADS,
                    "batch": args.batch, "cats_from_keras2_file": args.cats_keras,
-                   "snn_uint8_dummies": args.snn_uint8_dummies,
                    "load_average_after": [round(x, 2) for x in os.getloadavg()]}, stream, indent=1)
 
 

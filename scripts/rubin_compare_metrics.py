@@ -17,10 +17,13 @@ import numpy as np
 SN_CLASSES = ("SN Ia", "SN II", "SN Ibc", "SNIa-91bg", "SNIax")
 #: normal SN Ia only (PLAsTiCC code 90): 91bg-like and Iax are other classes in PLAsTiCC and ELAsTiCC alike
 IA_CLASSES = ("SN Ia",)
+#: SuperNNova SN_vs_other fed the y band as its model names it, ``Y`` (a diagnostic, not what Fink runs)
+SNN_Y = "SuperNNova SN_vs_other, y named Y (diagnostic)"
 #: each module's production selection, as Fink's Rubin filters (fink-filters ``fink_filters/rubin/livestream``) apply it
 THRESHOLDS = {
     "t2": "decision (argmax of the network's output) among the SN classes / equal to SN Ia; no threshold",
     "SuperNNova SN_vs_other": "snnSnVsOthers_score >= 0.7 (filter_most_likely_sn)",
+    SNN_Y: "as SuperNNova SN_vs_other",
     "SuperNNova elasticc_ia": "score > 0.5 (not run in production; fink-science's doctest threshold)",
     "CATS": "cats_class == SN-like and cats_score >= 0.9 (filter_most_likely_sn)",
     "Early SN Ia": "earlySNIa_score > 0.76 (filter_early_snia_candidate; its second arm, score > 0.5 with a "
@@ -60,10 +63,10 @@ def module_outputs(t2: dict, fink: dict, class_names) -> dict:
         decision = np.array([d if d is not None else "" for d in result["decision"]], dtype=object)
         out[name] = {"covered": ok, "sn": proba[:, sn_index].sum(axis=1), "sn_selected": ok & np.isin(decision, SN_CLASSES),
                      "ia": proba[:, class_names.index("SN Ia")], "ia_selected": ok & (decision == "SN Ia")}
-    if "SuperNNova SN_vs_other" in fink:
-        s = fink["SuperNNova SN_vs_other"]
-        out["SuperNNova SN_vs_other"] = {"covered": np.isfinite(s), "sn": s, "sn_selected": s >= 0.7,
-                                         "ia": None, "ia_selected": None}
+    for name in ("SuperNNova SN_vs_other", SNN_Y):
+        if name in fink:
+            s = fink[name]
+            out[name] = {"covered": np.isfinite(s), "sn": s, "sn_selected": s >= 0.7, "ia": None, "ia_selected": None}
     if "SuperNNova elasticc_ia" in fink:
         s = fink["SuperNNova elasticc_ia"]
         out["SuperNNova elasticc_ia"] = {"covered": np.isfinite(s), "sn": None, "sn_selected": None,
