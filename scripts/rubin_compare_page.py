@@ -72,6 +72,13 @@ def throughput_lines(result: dict) -> list[str]:
     for name, r in result["throughput"].items():
         lines.append(f"| {name} | {r['alerts']:,} | {r['wall_s']:.2f} | {r['alerts_per_wall_s']:,.0f} | "
                      f"{r['alerts_per_cpu_s']:,.0f} |")
+    snn = result["throughput"].get("SuperNNova SN_vs_other")
+    if snn:
+        lines += ["", "Ratios in this run (the machine is shared, so ratios travel better than rates): t2 realistic "
+                  f"{result['throughput']['t2 realistic']['alerts_per_wall_s'] / snn['alerts_per_wall_s']:.1f}× "
+                  "SuperNNova, t2 with every alert classified "
+                  f"{result['throughput']['t2 every alert classified']['alerts_per_wall_s'] / snn['alerts_per_wall_s']:.1f}× "
+                  "SuperNNova."]
     return lines + [""]
 
 
