@@ -91,10 +91,25 @@ def heldout_alerts(metrics: dict, n_objects: int | None, data_dir):
     label = objects.set_index("object_id")["label"]
     info = pd.DataFrame({"object_id": views["object_id"], "label": views["object_id"].map(label).to_numpy(),
                          "bucket": [names[b] for b in views["bucket"]], "age": views["age"], "k": views["k"]})
+    from fink_t2.model.plasticc_alerts import view_inputs
+    from fink_t2.model.plasticc_run import spec_of
+
+    cv_inputs = view_inputs(lc, views, spec_of(metrics["setting"], metrics["view"]))  # the cross-validation's own
     described = {"fold": 0, "n_folds": n_folds, "seed": seed, "heldout_objects": int(len(test)),
                  "objects": int(len(picked)), "alerts": int(len(views)), "file": str(path.relative_to(ROOT)),
                  "classes": info.drop_duplicates("object_id")["label"].value_counts().sort_index().to_dict()}
-    return alerts, info, described
+    return alerts, info, described, cv_inputs
+
+
+def packing_check(model_path, cv_inputs: np.ndarray, result: dict) -> dict:
+    """How far t2's probabilities on the packed alerts (built from the packets by the Rubin module) are from its
+    probabilities on the cross-validation's own views of the same alerts, over the alerts t2 classifies."""
+    from fink_t2.runtime.inference import T2Model
+
+    ok = result["status"] == "ok"
+    direct = T2Model(str(model_path)).predict(cv_inputs[ok])
+    return {"alerts_compared": int(ok.sum()),
+            "max_abs_probability_difference": float(np.abs(direct - result["proba"][ok]).max()) if ok.any() else None}
 
 
 def t2_columns(alerts: pa.Table) -> list[pd.Series]:
@@ -194,7 +209,8 @@ def real_alerts(data_dir, fink_python: str, batch: int) -> tuple[list[dict], dic
     alerts = pa.concat_tables([read_rubin_table(folder / name) for name in REAL_FILES])
     t2 = classify_t2(alerts, LSST_MODEL_PATH)
     fink, timing = run_fink(fink_python, alerts, "real", batch)
-    outputs = rm.module_outputs({T2_SHIPPED: t2}, fink, list(CLASS_NAMES))
+    outputs = rm.module_outputs({T2_SHIPPED: t2}, fink, list(CLASS_NAMES),
+                                rm.log_flux_ratio(alerts.column("cpsfFlux").to_pylist()))
     stored = fink_stored(folder / REAL_FILES[1])
     rows = []
     for i in range(alerts.num_rows):
@@ -233,12 +249,14 @@ def main(argv=None) -> dict:
     before = conditions()
     metrics = json.loads(METRICS.read_text())
     fold_path, fold_record = fold_model_path(metrics, args.data_dir)
-    alerts, info, views = heldout_alerts(metrics, args.objects, args.data_dir)
+    alerts, info, views, cv_inputs = heldout_alerts(metrics, args.objects, args.data_dir)
     t2 = {T2_HELD_OUT: classify_t2(alerts, fold_path), T2_SHIPPED: classify_t2(alerts, LSST_MODEL_PATH)}
+    views["packing_check"] = packing_check(fold_path, cv_inputs, t2[T2_HELD_OUT])
     throughput = time_t2(alerts, t2[T2_SHIPPED]["status"], args.repeats, args.batch)
     fink, fink_run = run_fink(args.fink_python, alerts, "heldout", args.batch)
     throughput.update(fink_run["timing"])
-    outputs = rm.module_outputs(t2, fink, t2[T2_HELD_OUT]["class_names"])
+    outputs = rm.module_outputs(t2, fink, t2[T2_HELD_OUT]["class_names"],
+                                rm.log_flux_ratio(alerts.column("cpsfFlux").to_pylist()))
     from fink_t2.model.plasticc_alerts import rubin_bucket_names
 
     names = [b for b in rubin_bucket_names() if (info["bucket"] == b).any()]

@@ -26,8 +26,9 @@ THRESHOLDS = {
     SNN_Y: "as SuperNNova SN_vs_other",
     "SuperNNova elasticc_ia": "score > 0.5 (not run in production; fink-science's doctest threshold)",
     "CATS": "cats_class == SN-like and cats_score >= 0.9 (filter_most_likely_sn)",
-    "Early SN Ia": "earlySNIa_score > 0.76 (filter_early_snia_candidate; its second arm, score > 0.5 with a "
-                   "diaObject flux ratio > 10^0.5, is not applied)",
+    "Early SN Ia": "earlySNIa_score > 0.76, or > 0.5 with log10(max psfFlux / max(10 nJy, min psfFlux)) > 0.5 "
+                   "(filter_early_snia_candidate; the diaObject's per-band psfFluxMin/Max taken over the alert's "
+                   "detections)",
 }
 
 
@@ -53,8 +54,19 @@ def binary(y: np.ndarray, score, selected, covered: np.ndarray) -> dict:
     return out
 
 
-def module_outputs(t2: dict, fink: dict, class_names) -> dict:
-    """name → {covered, sn, sn_selected, ia, ia_selected} arrays, from t2's classification and Fink's scores."""
+def log_flux_ratio(flux) -> np.ndarray:
+    """fink-filters' Early SN Ia flux ratio of each alert, from its detections' psfFlux (nJy): log10 of the
+    largest over the smallest (floored at 10 nJy), as its diaObject's per-band psfFluxMax / psfFluxMin give it."""
+    values = [np.array([np.nan if v is None else v for v in (f or [])], dtype=np.float64) for f in flux]
+    values = [f[np.isfinite(f)] for f in values]
+    low = np.array([max(10.0, f.min()) if len(f) else np.nan for f in values])
+    high = np.array([f.max() if len(f) and f.max() > 0 else 1e-10 for f in values])
+    return np.log10(high / low)
+
+
+def module_outputs(t2: dict, fink: dict, class_names, flux_ratio=None) -> dict:
+    """name → {covered, sn, sn_selected, ia, ia_selected} arrays, from t2's classification and Fink's scores
+    (``flux_ratio``: :func:`log_flux_ratio` of each alert, for Early SN Ia's second arm)."""
     sn_index = [class_names.index(c) for c in SN_CLASSES]
     out = {}
     for name, result in t2.items():
@@ -79,7 +91,7 @@ def module_outputs(t2: dict, fink: dict, class_names) -> dict:
     if "Early SN Ia" in fink:
         s = fink["Early SN Ia"]
         out["Early SN Ia"] = {"covered": s >= 0, "sn": None, "sn_selected": None,
-                              "ia": s, "ia_selected": s > 0.76}
+                              "ia": s, "ia_selected": (s > 0.76) | ((s > 0.5) & (np.asarray(flux_ratio) > 0.5))}
     return out
 
 

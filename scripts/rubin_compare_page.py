@@ -150,7 +150,10 @@ def markdown(result: dict) -> str:
         f"`diaObject`; nJy, bands u..y; each PLAsTiCC measurement once, detections in `prvDiaSources`, the others in "
         "`prvDiaForcedSources`, as in t2's training views) and read back by `fink_t2.alerts.rubin.read_rubin_table`. "
         "Every module reads the `c*` columns Fink's Rubin stage builds with `concat_col`; t2 also reads the forced "
-        "photometry, Fink's modules do not (Fink does not pass it). Nothing "
+        "photometry, Fink's modules do not (Fink does not pass it). The packing loses nothing t2 reads: on the "
+        f"{v['packing_check']['alerts_compared']:,} alerts it classifies, its probabilities from the packets differ "
+        f"from those on its cross-validation's own views of the same alerts by at most "
+        f"{v['packing_check']['max_abs_probability_difference']:.1e}. Nothing "
         "was tuned on these alerts. The row `" + result["modules"][1] + "` is the shipped model on the same alerts: it "
         "has seen them in training, so it is shown for reference only.", "",
         f"**Classes.** SN = {', '.join(result['sn_classes'])}: ELAsTiCC's SN-like broad class, the one CATS and "

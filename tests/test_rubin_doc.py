@@ -40,6 +40,8 @@ def test_json_is_the_shipped_model_and_its_cross_validation(rubin):
     assert 0 < views["objects"] <= views["heldout_objects"]
     assert views["alerts"] == sum(entry["n"] for entry in rubin["buckets"].values())
     assert rubin["fold_model"]["training"]["temperature"] > 0
+    assert views["packing_check"]["alerts_compared"] > 0
+    assert views["packing_check"]["max_abs_probability_difference"] < 1e-4  # the packets carry t2's views whole
 
 
 def test_every_module_was_timed_on_one_thread(rubin):
