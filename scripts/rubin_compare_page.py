@@ -153,7 +153,7 @@ def markdown(result: dict) -> str:
         "photometry, Fink's modules do not (Fink does not pass it). The packing loses nothing t2 reads: on the "
         f"{v['packing_check']['alerts_compared']:,} alerts it classifies, its probabilities from the packets differ "
         f"from those on its cross-validation's own views of the same alerts by at most "
-        f"{v['packing_check']['max_abs_probability_difference']:.1e}. Nothing "
+        f"{v['packing_check']['max_abs_probability_difference']:.2g}. Nothing "
         "was tuned on these alerts. The row `" + result["modules"][1] + "` is the shipped model on the same alerts: it "
         "has seen them in training, so it is shown for reference only.", "",
         f"**Classes.** SN = {', '.join(result['sn_classes'])}: ELAsTiCC's SN-like broad class, the one CATS and "
