@@ -30,9 +30,11 @@ each call are recorded. A module that cannot load or run is recorded with its er
 
 pandas: SuperNNova 3.0.21 one-hot encodes the bands with ``pd.get_dummies``, which gives bool columns under
 pandas 2 (uint8 under pandas 1), and then fails in ``normalize_arr`` on the object array that follows ("loop of
-ufunc does not support argument 0 of type float"). Fink's Rubin image pins pandas 1.5.3 (fink-docker
-``containerfs/rubin/deps/requirements.txt``, with scikit-learn 1.5.2, light-curve 0.10.4, iminuit 2.31.1,
-TensorFlow 2.19.0), so the venv has those.
+ufunc does not support argument 0 of type float"). Fink's Rubin image as fink-docker last defined it pins
+pandas 1.5.3 (``containerfs/rubin/deps/requirements.txt`` at c32012e, 2026-02-03, before fink-broker PR #1235,
+with scikit-learn 1.5.2, light-curve 0.10.4, iminuit 2.31.1, TensorFlow 2.19.0), so the venv has those, and
+SuperNNova 3.0.21 as Fink installs it. Since #1235 Fink's pandas is 2.3.3, under which 3.0.21 fails; CI's Fink
+venv runs 3.0.51 there (docs/fink.md).
 
 SuperNNova's model lists the y band as ``Y`` (its ``cli_args.json``), Rubin alerts write ``y``: in Fink's stage,
 as here, a y-band point does not match the model's band names. The diagnostic module ``SNN_Y`` scores the same

@@ -166,9 +166,12 @@ def markdown(result: dict) -> str:
           if errors else ["All five modules ran on every alert.", ""]),
         *(["CATS ran from its Keras 2 file: fink-science 8.53's SavedModel export of the same model is not in the "
            "snapshot (see `scripts/rubin_compare_fink.py`)."] if fk["cats_from_keras2_file"] else []),
-        "Fink's venv follows Fink's Rubin image (fink-docker `containerfs/rubin/deps`): pandas "
-        f"{fk['versions']['pandas']} (SuperNNova 3.0.21 fails under pandas 2: its band one-hot becomes bool and "
-        "`normalize_arr` meets an object array), scikit-learn, light-curve and iminuit at its pins. The scores "
+        "Fink's venv follows Fink's Rubin image as fink-docker last defined it (`containerfs/rubin/deps` at "
+        "c32012e, 2026-02-03, before fink-broker PR #1235): pandas "
+        f"{fk['versions']['pandas']}, scikit-learn, light-curve and iminuit at its pins. Under #1235's pandas "
+        "2.3.3 (CI's Fink venv, docs/fink.md) SuperNNova 3.0.21 fails on every light curve (its band one-hot "
+        "becomes bool and `normalize_arr` meets an object array); 3.0.51, which CI runs there, gives the same "
+        "probabilities. The scores "
         "recomputed here are the ones Fink's Rubin stage wrote into the real alerts below, CATS included.", "",
         "**A finding on the way:** SuperNNova's model names the y band `Y` (its `cli_args.json`); Rubin alerts, and "
         "Fink's `cband`, say `y`, so in Fink's stage a y-band point does not match the model's bands. The row `"
