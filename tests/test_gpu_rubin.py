@@ -10,12 +10,13 @@ import pyarrow as pa
 import pytest
 
 from fink_t2.alerts.rubin import iter_rubin_tables
-from fink_t2.core.rubin_classifier import classify_rubin_columns
+from fink_t2.core.calibration import calibrated_probabilities
+from fink_t2.core.rubin_classifier import calibration_features, classify_rubin_columns
 from fink_t2.core.spec import spec_from_contract
-from fink_t2.model.plasticc_guard import guard_inputs
+from fink_t2.model.plasticc_guard import guard_inputs, guard_metrics
 from fink_t2.paths import LSST_MODEL_PATH, MODEL_DIR
 from fink_t2.runtime import gpu
-from fink_t2.runtime.gpu_onnx import T2OnnxRuntimeModel, probe_batch
+from fink_t2.runtime.gpu_onnx import T2OnnxRuntimeModel, onnx_file_for, onnx_path_for, probe_batch
 from fink_t2.runtime.inference import load_model
 from fink_t2.runtime.model_ref import ModelRef
 
@@ -89,3 +90,60 @@ def test_self_check_probes_a_rubin_model_with_its_own_input(ref):
     probe = probe_batch(contract=ref.contract)
     masks = [i for i, name in enumerate(ref.contract["channels"]) if name.startswith(("measured", "detected"))]
     assert len(masks) == 12 and set(np.unique(probe[..., masks])) == {0.0, 1.0}  # 0/1 masks, as real inputs
+
+
+def test_a_rubin_route_passes_the_self_check(ref):
+    model, reason = gpu.try_gpu_model(ref, routes=[("onnxruntime-cuda", lambda: ort_cpu(ref))])
+    assert reason is None and model.backend == "onnxruntime-cpu"
+
+
+# --------------------------------------------------------------------------- the shipped conversion
+
+
+def test_shipped_rubin_onnx_is_the_current_conversion_of_the_shipped_rubin_model(ref):
+    pytest.importorskip("onnx")
+    assert onnx_file_for(ref) == onnx_path_for(LSST_MODEL_PATH)
+
+
+@pytest.mark.parametrize("make", [ort_cpu, torch_cpu], ids=["onnxruntime", "torch"])
+def test_rubin_onnx_routes_agree_with_the_interpreter_on_real_alerts(make, ref, real_inputs):
+    model = make(ref)
+    expected, got = load_model(ref).predict(real_inputs), model.predict(real_inputs)
+    assert len(real_inputs) > 100
+    # the probabilities the stream writes (the contract's calibration of the output, when it has one)
+    now, calibration = calibration_features(real_inputs, spec_from_contract(ref.contract)), ref.contract.get("calibration")
+    served = np.abs(calibrated_probabilities(got, now, calibration) - calibrated_probabilities(expected, now, calibration))
+    assert served.max() <= gpu.GPU_TOLERANCE, served.max()
+    assert np.abs(got - expected).max() <= gpu.GPU_TOLERANCE
+    # per-row quantization, as TFLite's: an alert's probabilities do not depend on the rest of its batch
+    single = np.concatenate([model.predict(real_inputs[i : i + 1]) for i in range(40)])
+    np.testing.assert_allclose(single, got[:40], atol=1e-6)
+    probe = probe_batch(contract=ref.contract)
+    assert np.abs(model.predict(probe) - load_model(ref).predict(probe)).max() <= gpu.GPU_TOLERANCE
+
+
+def test_rubin_onnx_gives_the_recorded_guard_decisions(ref, shared_data):
+    """The conversion recomputes what the model's metrics file records of the TFLite file."""
+    got = guard_metrics(ort_cpu(ref), "rubin", spec_from_contract(ref.contract), data_dir=shared_data)
+    want = METRICS["guard"]
+    assert got["alerts"] == want["alerts"] and got["decisions"] == want["decisions"]
+    assert got["flat_log_loss"] == pytest.approx(want["flat_log_loss"], abs=1e-3)
+    np.testing.assert_allclose(got["mean_probabilities"], want["mean_probabilities"], atol=1e-4)
+
+
+# --------------------------------------------------------------------------- the Rubin paths take the route
+
+
+def test_rubin_tasks_take_a_usable_gpu_route_and_cpu_never_does(ref, rubin_tables, monkeypatch):
+    """model_for_task (the Rubin UDF's and the Rubin replay stage's choice) under $FINK_T2_DEVICE, with ONNX
+    Runtime on the CPU playing the GPU's part."""
+    monkeypatch.setattr(gpu, "task_gpu_addresses", lambda: ("0",))  # as if Spark assigned GPU 0
+    monkeypatch.setattr(gpu, "gpu_routes", lambda ref, address="0": [("onnxruntime-cuda", lambda: ort_cpu(ref))])
+    monkeypatch.setenv(gpu.DEVICE_ENV, "cpu")
+    assert gpu.model_for_task(ref).backend == "cpu"
+    monkeypatch.setenv(gpu.DEVICE_ENV, "auto")
+    model = gpu.model_for_task(ref)
+    assert model.backend == "onnxruntime-cpu" and gpu.fallback_reason(ref, model) is None
+    on_gpu, on_cpu = classify(rubin_tables[2], model), classify(rubin_tables[2], load_model(ref))
+    assert (on_gpu.status == on_cpu.status).all() and (on_gpu.status == "ok").sum() > 10
+    assert np.abs(on_gpu.proba - on_cpu.proba).max() <= gpu.GPU_TOLERANCE
