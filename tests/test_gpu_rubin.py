@@ -6,13 +6,16 @@ through the one runner choice (fink_t2.runtime.gpu). What needs a real GPU is sc
 import json
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
 from fink_t2.alerts.rubin import iter_rubin_tables
+from fink_t2.cli import main
 from fink_t2.core.calibration import calibrated_probabilities
 from fink_t2.core.rubin_classifier import calibration_features, classify_rubin_columns
-from fink_t2.core.spec import spec_from_contract
+from fink_t2.core.spec import LSST_BANDS, spec_from_contract
+from fink_t2.model.plasticc import load_plasticc
 from fink_t2.model.plasticc_guard import guard_inputs, guard_metrics
 from fink_t2.paths import LSST_MODEL_PATH, MODEL_DIR
 from fink_t2.runtime import gpu
@@ -147,3 +150,28 @@ def test_rubin_tasks_take_a_usable_gpu_route_and_cpu_never_does(ref, rubin_table
     on_gpu, on_cpu = classify(rubin_tables[2], model), classify(rubin_tables[2], load_model(ref))
     assert (on_gpu.status == on_cpu.status).all() and (on_gpu.status == "ok").sum() > 10
     assert np.abs(on_gpu.proba - on_cpu.proba).max() <= gpu.GPU_TOLERANCE
+
+
+def test_classify_with_the_rubin_model_honours_the_device(ref, shared_data, monkeypatch, tmp_path, capsys):
+    lc, objects = load_plasticc(shared_data)
+    lc = lc[lc["object_id"].isin(objects.groupby("label").head(3)["object_id"])]
+    flux = tmp_path / "flux.csv"
+    pd.DataFrame({"objectId": lc["object_id"], "mjd": lc["mjd"], "band": [LSST_BANDS[b] for b in lc["band"]],
+                  "flux": lc["flux"], "flux_err": lc["flux_err"], "detected": lc["detected"].astype(int)}
+                 ).to_csv(flux, index=False)
+    monkeypatch.setattr(gpu, "visible_gpus", lambda: ())
+    assert main(["classify", str(flux), "--model", LSST_MODEL_PATH, "--output", str(tmp_path / "o.csv"),
+                 "--device", "gpu"]) == 2
+    assert capsys.readouterr().err.strip().startswith("fink-t2 classify: error: --device gpu: no GPU visible")
+    monkeypatch.setattr(gpu, "visible_gpus", lambda: ("0",))
+    monkeypatch.setattr(gpu, "gpu_routes", lambda ref, address="0": [("onnxruntime-cuda", lambda: ort_cpu(ref))])
+    assert main(["classify", str(flux), "--model", LSST_MODEL_PATH, "--output", str(tmp_path / "g.csv")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["backend"] == "onnxruntime-cpu" and summary["device"] == "auto" and summary["gpu_fallback"] is None
+    assert main(["classify", str(flux), "--model", LSST_MODEL_PATH, "--output", str(tmp_path / "c.csv"),
+                 "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["backend"] == "cpu"
+    on_gpu, on_cpu = pd.read_csv(tmp_path / "g.csv"), pd.read_csv(tmp_path / "c.csv")
+    names = list(ref.class_names)
+    assert (on_gpu["t2_status"] == on_cpu["t2_status"]).all() and (on_gpu["t2_status"] == "ok").sum() > 10
+    assert np.abs(on_gpu[names].to_numpy() - on_cpu[names].to_numpy()).max() <= gpu.GPU_TOLERANCE
