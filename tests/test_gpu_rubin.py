@@ -134,6 +134,25 @@ def test_rubin_onnx_gives_the_recorded_guard_decisions(ref, shared_data):
     np.testing.assert_allclose(got["mean_probabilities"], want["mean_probabilities"], atol=1e-4)
 
 
+@pytest.mark.slow
+def test_export_onnx_rebuilds_the_shipped_rubin_conversion(ref, tmp_path):
+    """The shipped t2_lsst.onnx is what `fink-t2 export-onnx --model fink_t2/data/t2_lsst.tflite` makes."""
+    pytest.importorskip("tf2onnx")
+    import onnxruntime
+
+    from fink_t2.model.onnx_export import export_onnx
+
+    result = export_onnx(LSST_MODEL_PATH, str(tmp_path / "t2_lsst.onnx"))
+    assert result["source_sha256"] == ref.sha256
+    assert result["max_abs_difference_vs_interpreter"] <= 1e-3 and "per-row" in result["converter"]
+    probe = probe_batch(contract=ref.contract)
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    session = onnxruntime.InferenceSession(result["onnx"], options, providers=["CPUExecutionProvider"])
+    rebuilt = session.run(None, {session.get_inputs()[0].name: probe})[0]
+    np.testing.assert_allclose(rebuilt, ort_cpu(ref).predict(probe), atol=1e-6)
+
+
 # --------------------------------------------------------------------------- the Rubin paths take the route
 
 
