@@ -127,13 +127,13 @@ def classify_file(path, output, model_ref=None, device="auto") -> dict:
     from fink_t2.runtime.model_ref import ModelRef
 
     model_ref = model_ref or ModelRef.resolve()
+    model = gpu.choose_model(model_ref, device)  # the one runner choice, for ZTF and band-generic (Rubin) models
     if model_ref.contract.get("format") == FLUX_FORMAT:  # a band-generic flux model (Rubin): fink_t2.flux_table
         from fink_t2.flux_table import classify_flux_file
-        from fink_t2.runtime.inference import load_model
 
-        return classify_flux_file(path, output, load_model(model_ref))
+        return {**classify_flux_file(path, output, model), "device": device,
+                "gpu_fallback": gpu.fallback_reason(model_ref, model)}
     table = read_lightcurves(path)
-    model = gpu.choose_model(model_ref, device)
     out = classify_lightcurves(table, model=model)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,8 @@ native log; every GPU route of :mod:`fink_t2.runtime.gpu` and the one ``auto`` c
 backend with the CPU interpreter on real alerts (the sample night, the BTS alert views); alerts/s of the
 model alone at batch sizes 1 to 65,536 on one CPU core and on each usable GPU backend; the whole
 non-Spark pipeline (decode, cuts, sequences, model) on the sample night replicated to
-``--pipeline-alerts`` alerts; the Spark GPU-scheduled replay (``scripts/gpu_check.sh`` runs it and merges
+``--pipeline-alerts`` alerts; the same for the Rubin model (section ``rubin``: scripts/gpu_check_rubin.py);
+the Spark GPU-scheduled replay (``scripts/gpu_check.sh`` runs it and merges
 its result in). Nothing here needs a GPU: without one each GPU part says why it was not run.
 """
 
@@ -33,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_conditions import conditions
+from gpu_check_rubin import rubin_report
 
 from fink_t2.alerts import iter_alert_tables
 from fink_t2.core.classifier import classify_columns
@@ -174,11 +176,11 @@ def _rate(model, x, budget_s: float) -> float:
             return calls * len(x) / elapsed
 
 
-def model_alone(models: dict, batches, budget_s: float) -> dict:
+def model_alone(models: dict, batches, budget_s: float, contract: dict | None = None) -> dict:
     rng = np.random.default_rng(0)
     from fink_t2.runtime.gpu_onnx import probe_batch
 
-    pool = probe_batch(max(batches))
+    pool = probe_batch(max(batches), contract=contract)  # shaped as the model's input (default: the ZTF model's)
     table = {}
     for backend, model in models.items():
         table[backend] = {str(b): round(_rate(model, pool[rng.permutation(len(pool))[:b]], budget_s), 1)
@@ -287,7 +289,9 @@ def main(argv=None) -> dict:
                     lambda: model_alone({cpu_key: one_core, **usable}, batches, 0.2 if args.quick else 1.0))
     section("gpu_overtakes_one_core_at_batch", lambda: overtakes(rates, cpu_key))
     section("pipeline", lambda: pipeline({cpu_key: one_core, **usable}, args.pipeline_alerts, 5 if args.quick else 20))
-    print(json.dumps({k: report.get(k) for k in ("routes", "gpu_overtakes_one_core_at_batch")}, indent=1))
+    section("rubin", lambda: rubin_report(sys.modules[__name__], batches, 0.2 if args.quick else 1.0))
+    print(json.dumps({k: report.get(k) for k in ("routes", "gpu_overtakes_one_core_at_batch")} |
+                     {"rubin_routes": report["rubin"].get("routes")}, indent=1))
     return report
 
 

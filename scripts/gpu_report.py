@@ -116,6 +116,9 @@ def _throughput(d: dict) -> list[str]:
     cpu_best = max(rates["cpu-1-core"].values())
     for backend, at in d.get("gpu_overtakes_one_core_at_batch", {}).items():
         best = max(rates[backend].values())
+        if at is None:
+            lines += ["", f"**{backend} never overtakes one core** at the batches measured (its best: {n(best)} alerts/s)."]
+            continue
         lines += ["", f"**{backend} overtakes one core at a batch of {at:,} alerts** and peaks at {n(best)} alerts/s, "
                   f"{best / cpu_best:.0f} cores' worth (the best one-core rate: {n(cpu_best)}). At a batch of "
                   f"{int(batches[0]):,} it is {rates['cpu-1-core'][batches[0]] / rates[backend][batches[0]]:.0f}× slower "
@@ -157,6 +160,33 @@ def _pipeline(d: dict) -> list[str]:
     return lines
 
 
+def _rubin(d: dict) -> list[str]:
+    """The Rubin model's section, when the run has one (``rubin``, scripts/gpu_check_rubin.py)."""
+    r = d.get("rubin", {})
+    if "routes" not in r:
+        return []
+    shipped = hashlib.sha256((REPO / "fink_t2" / "data" / "t2_lsst.tflite").read_bytes()).hexdigest()
+    lines = ["## The Rubin model", "", f"`t2_lsst.tflite` (ugrizy, {r['input_shape'][0]} nodes × {r['input_shape'][1]} "
+             "channels) and its ONNX conversion `t2_lsst.onnx`, in the same run"
+             + (" (the file shipped now)." if r["model_sha256"] == shipped else
+                f" (the file shipped then, `{r['model_sha256'][:8]}…`, not the one shipped now, `{shipped[:8]}…`)."), "",
+             *(line.replace("t2.onnx", "t2_lsst.onnx") for line in _routes({"routes": r["routes"]})), ""]
+    for backend, per_input in r["agreement"].items():
+        for name, a in per_input.items():
+            lines.append(f"- {backend} vs the LiteRT interpreter, {name.replace('_', ' ')} ({a['alerts']:,} alerts): "
+                         f"max \\|Δp\\| {a['max_abs_diff']:.1e}, {a['alerts_over_1e-3']:,} above 1e-3")
+    lines += ["", *_throughput(r), ""]
+    for backend, p in r.get("pipeline", {}).items():
+        if isinstance(p, dict) and "alerts_per_s" in p:
+            lines.append(f"- Rubin classify core (cuts, sequences, model) on {r['pipeline']['alerts']:,} sample alerts, "
+                         f"{'one CPU core' if backend == 'cpu-1-core' else backend}: {n(p['alerts_per_s'])} alerts/s")
+    summary = r.get("spark_replay", {}).get("summary") or {}
+    if summary.get("backends"):
+        lines.append("- Spark GPU-scheduled replay of the real Rubin alerts: workers ran "
+                     + ", ".join(f"{backend} ({count} Python workers)" for backend, count in summary["backends"].items()))
+    return [*lines, ""]
+
+
 STATIC = """## Choosing the device
 
 `fink-t2 replay` and `fink-t2 classify` take `--device auto|cpu|gpu` (default `$FINK_T2_DEVICE`, else
@@ -174,6 +204,13 @@ Install for GPUs: `pip install -e ".[gpu]"` (onnx, torch, and tf2onnx/onnxruntim
 `t2.onnx` is `fink-t2 export-onnx`'s conversion of the shipped `t2.tflite` (tf2onnx, then the per-row input
 quantization of TFLite/XNNPACK restored: `fink_t2/model/onnx_export.py`). It records the SHA-256 of the
 `.tflite` it came from and its contract; a GPU worker refuses a stale one and says so.
+
+The Rubin model has the same routes, chosen by the same policy (`--device`, `$FINK_T2_DEVICE`) in Fink's Rubin
+UDF, the Rubin replay and `fink-t2 classify`: `fink_t2/data/t2_lsst.onnx` is the conversion of `t2_lsst.tflite`
+(`fink-t2 export-onnx --model fink_t2/data/t2_lsst.tflite`), and each worker's self-check probes a model with its
+own input (ugrizy, 64 × 22 for the Rubin model). `tests/test_gpu_rubin.py` checks on the CPU, on every commit,
+that the conversion is current and gives the interpreter's probabilities on real Rubin, ELAsTiCC and PLAsTiCC
+alerts within the self-check's tolerance (ONNX Runtime and PyTorch).
 """
 
 
@@ -186,11 +223,15 @@ def markdown(d: dict, shipped: str) -> str:
     if d["routes"].get("onnxruntime-cuda") != "ok":
         not_measured.append("- **ONNX Runtime's CUDA provider**: not usable in the run (`routes` in the JSON); its code "
                             "path (`T2OnnxRuntimeModel`) is tested with the CPU provider only.")
+    if "routes" not in d.get("rubin", {}):
+        not_measured.append("- **The Rubin model on a GPU**: its GPU routes exist (see above) but this run predates "
+                            "their check: nothing on this page measures them on a GPU. `bash scripts/gpu_check.sh` "
+                            "measures them (JSON section `rubin`).")
     not_measured += ["- **The GPU image** (`Dockerfile.gpu`): not built by the check, which runs the machine's own Python.",
                      "- Several GPUs per executor, and GPU memory under many concurrent workers."]
     parts = ["# t2 on an NVIDIA GPU", "", *_run(d, shipped), "", "## Which route runs", "", *_routes(d), "",
              "## Agreement with the CPU interpreter (real alerts)", "", *_agreement(d), "", "## Throughput", "",
-             *_throughput(d), "", *_pipeline(d), "", STATIC, "## Not measured", "", *not_measured]
+             *_throughput(d), "", *_pipeline(d), "", *_rubin(d), STATIC, "## Not measured", "", *not_measured]
     return "\n".join(parts).rstrip("\n") + "\n"
 
 

@@ -186,7 +186,7 @@ def export_onnx(model: str | None = None, output: str | None = None) -> dict:
     """Convert ``model`` (default: $FINK_T2_MODEL or the shipped one), check it, write ``output``."""
     model_proto, ref = convert(model)
     data = model_proto.SerializeToString()
-    difference = max_difference(data, ref, probe_batch())
+    difference = max_difference(data, ref, probe_batch(contract=ref.contract))
     if not difference <= EXPORT_TOLERANCE:
         raise ValueError(f"{ref.path}: the ONNX conversion differs from the interpreter by {difference:.3g} "
                          f"(> {EXPORT_TOLERANCE}); not written")

@@ -115,8 +115,9 @@ def gpu_routes(ref, address: str = "0") -> list:
 
 
 def self_check(model, ref) -> float:
-    """max |p_model − p_interpreter| on :func:`fink_t2.runtime.gpu_onnx.probe_batch`."""
-    probe = probe_batch()
+    """max |p_model − p_interpreter| on :func:`fink_t2.runtime.gpu_onnx.probe_batch` shaped by ``ref``'s own contract
+    (a Rubin model is probed with its ugrizy input, not the default model's)."""
+    probe = probe_batch(contract=ref.contract)
     return float(np.abs(model.predict(probe) - load_model(ref).predict(probe)).max())
 
 

@@ -28,6 +28,8 @@ from fink_t2.runtime.model_ref import ModelRef
 #: alerts per call on the GPU (a chunk of 16,384 alerts holds ~250 MB of attention weights)
 ONNX_MAX_CHUNK = 16384
 META_SHA = "fink_t2.source_sha256"
+#: channel-name prefixes of the 0/1 masks: ZTF ``observed_<band>``; format 3 ``measured_<band>``, ``detected_<band>``
+MASK_CHANNELS = ("observed", "measured", "detected")
 META_CONTRACT = "fink_t2.contract"  # the key the shipped t2.onnx carries (a metadata key, not a module path)
 
 
@@ -45,11 +47,14 @@ def probe_batch(n: int = 512, seed: int = 0, contract: dict | None = None) -> np
 
     >>> probe_batch(3).shape
     (3, 31, 7)
+    >>> from fink_t2.paths import LSST_MODEL_PATH
+    >>> probe_batch(3, contract=ModelRef.resolve(LSST_MODEL_PATH).contract).shape
+    (3, 64, 22)
     """
     if contract is None:
         contract = ModelRef.resolve().contract
     nodes, channels = int(contract["sequence_length"]), list(contract["channels"])
-    masks = [i for i, name in enumerate(channels) if name.startswith("observed")]
+    masks = [i for i, name in enumerate(channels) if name.startswith(MASK_CHANNELS)]
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, nodes, len(channels))).astype(np.float32)
     x[..., masks] = rng.random((n, nodes, len(masks))) < 0.3  # observed-node masks
