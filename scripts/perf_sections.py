@@ -113,8 +113,8 @@ def stack_finding(published: dict, files: dict) -> list[str]:
         lines[-1] += f" SuperNNova with every alert classified: {cost['all_pass', SNN]:.0f} µs."
     if "conditions_before" in published:
         lines += ["", f"This run recorded its conditions: load average {_load(published)}, {_threads(published)}, the modules "
-                  "timed in turn round after round, each in the same Python worker (`local[1]`). It replaces a run that "
-                  "recorded none (see the experiments below for what load alone does to the figure)."]
+                  "timed in turn round after round, each in the same Python worker (`local[1]`); see the experiments "
+                  "below for what load alone does to the figure."]
     else:
         lines += ["", "The file records no load and no thread settings (the benchmark did not record them then). In that "
                   "run every module was timed in one Python worker, one after the other (`local[1]`: one task at a time), "

@@ -88,12 +88,19 @@ def markdown(files: dict, shipped: str, install: list[str]) -> str:
         if name == "gpu_check.json":
             rerun += " on a GPU machine (its `build/gpu_check/gpu_check.json` copied to docs/), then `python scripts/gpu_report.py`"
         out.append(f"| `{name}` | {rerun} | {f'`{recorded}`' if recorded else 'not recorded'} |")
+    old_pins = "`git show 2e82ff9:constraints/fink-production.txt`: Spark 3.4.1, pandas 1.5.3, TensorFlow 2.15"
+    stack = files.get("bench_modules_fink_stack.json", {}).get("stack", {})
+    if str(stack.get("pyspark", "")).startswith("3.4"):
+        when = (f"The Fink-stack figures on this page were measured before fink-broker PR #1235 moved those pins "
+                f"({old_pins}); these commands now measure the stack of #1235:")
+    else:
+        when = (f"`bench_modules_fink_stack.json` was measured on the stack of fink-broker PR #1235 (pyspark "
+                f"{stack.get('pyspark')}, pandas {stack.get('pandas')}, numpy {stack.get('numpy')}); the "
+                f"`bench_modules_fink_stack_t2_*` experiments on the pins before it ({old_pins}):")
     out += [
         "",
         "Both stacks, then this page (the Fink stack is the venv `.ci/run` builds third, from "
-        "`constraints/fink-production.txt`; docs/fink.md). The Fink-stack figures on this page were measured "
-        "before fink-broker PR #1235 moved those pins (Spark 3.4.1, pandas 1.5.3, TensorFlow 2.15: "
-        "`git show 2e82ff9:constraints/fink-production.txt`); these commands now measure the stack of #1235:",
+        "`constraints/fink-production.txt`; docs/fink.md). " + when,
         "",
         "```bash",
         "# main environment: pip install -e \".[train,test]\"",
