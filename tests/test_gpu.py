@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from gpu_routes import InputRecorder, ort_cpu, torch_cpu
 
 from fink_t2.alerts import iter_alert_tables
 from fink_t2.cli import main
@@ -17,23 +18,11 @@ from fink_t2.core.classifier import classify_columns
 from fink_t2.core.contract import ModelContractError, attach_contract, read_contract, strip_contract
 from fink_t2.paths import SAMPLE_NIGHT, SHARED_DATA
 from fink_t2.runtime import gpu
-from fink_t2.runtime.gpu_onnx import T2OnnxRuntimeModel, onnx_file_for, onnx_path_for, probe_batch
+from fink_t2.runtime.gpu_onnx import onnx_file_for, onnx_path_for, probe_batch
 from fink_t2.runtime.inference import load_model
 from fink_t2.runtime.model_ref import DEFAULT_MODEL_PATH, ModelRef
 
 BTS = Path(SHARED_DATA) / "ztf_bts" / "lightcurves.csv.gz"
-
-
-def ort_cpu(ref):
-    pytest.importorskip("onnxruntime")
-    return T2OnnxRuntimeModel(ref, providers=("CPUExecutionProvider",))
-
-
-def torch_cpu(ref):
-    pytest.importorskip("torch")
-    from fink_t2.runtime.gpu_onnx import T2TorchModel
-
-    return T2TorchModel(ref, "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -42,19 +31,10 @@ def real_inputs():
     from fink_t2.core.sequences import build_sequences
     from fink_t2.model.views import alert_views
 
-    seen = []
-
-    class Recorder:
-        class_names = ModelRef.resolve().class_names
-        contract = {}  # no calibration: only the inputs are recorded
-
-        def predict(self, x):
-            seen.append(np.array(x))
-            return np.zeros((len(x), len(self.class_names)), np.float32)
-
+    recorder = InputRecorder(ModelRef.resolve().class_names, {})  # no calibration: only the inputs are recorded
     df = pd.concat([t.to_pandas() for t in iter_alert_tables(SAMPLE_NIGHT)], ignore_index=True)
     classify_columns(df.cjd, df.cfid, df.cmagpsf, df.cisdiffpos, df.roid, df.cdsxmatch, df.jdstarthist,
-                     df.ndethist, Recorder())
+                     df.ndethist, recorder)
     table = pd.read_csv(BTS)
     table = table[table["objectId"].isin(table["objectId"].drop_duplicates().iloc[:300])]
     table = table[np.isfinite(table["mag"]) & table["band"].isin(["g", "r"])]
@@ -62,7 +42,7 @@ def real_inputs():
                          fid=table["band"].map({"g": 1, "r": 2}), label="", source="bts")
     v = alert_views(table)
     s = build_sequences(v.jd, v.fid, v.mag, None, v.jd_now, v.jdstarthist, v.ndethist, offsets=v.offsets)
-    return np.concatenate(seen + [s.values[s.n_epochs >= 2]])
+    return np.concatenate([recorder.inputs(), s.values[s.n_epochs >= 2]])
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from gpu_routes import InputRecorder, ort_cpu, torch_cpu
 
 from fink_t2.alerts.rubin import iter_rubin_tables
 from fink_t2.cli import main
@@ -19,7 +20,7 @@ from fink_t2.model.plasticc import load_plasticc
 from fink_t2.model.plasticc_guard import guard_inputs, guard_metrics
 from fink_t2.paths import LSST_MODEL_PATH, MODEL_DIR
 from fink_t2.runtime import gpu
-from fink_t2.runtime.gpu_onnx import T2OnnxRuntimeModel, onnx_file_for, onnx_path_for, probe_batch
+from fink_t2.runtime.gpu_onnx import onnx_file_for, onnx_path_for, probe_batch
 from fink_t2.runtime.inference import load_model
 from fink_t2.runtime.model_ref import ModelRef
 
@@ -32,18 +33,6 @@ METRICS = json.loads((MODEL_DIR / "t2_lsst_metrics.json").read_text())
 @pytest.fixture(scope="module")
 def ref():
     return ModelRef.resolve(LSST_MODEL_PATH)
-
-
-def ort_cpu(ref):
-    pytest.importorskip("onnxruntime")
-    return T2OnnxRuntimeModel(ref, providers=("CPUExecutionProvider",))
-
-
-def torch_cpu(ref):
-    pytest.importorskip("torch")
-    from fink_t2.runtime.gpu_onnx import T2TorchModel
-
-    return T2TorchModel(ref, "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -59,19 +48,11 @@ def classify(table, model):
 def real_inputs(ref, rubin_tables, shared_data):
     """Model inputs of real alerts: the Rubin and ELAsTiCC sample alerts that pass the cuts, and the PLAsTiCC
     last-detection alert views of the model's guard objects."""
-    seen = []
-
-    class Recorder:
-        class_names, contract = ref.class_names, ref.contract
-
-        def predict(self, x):
-            seen.append(np.array(x))
-            return np.zeros((len(x), len(self.class_names)), np.float32)
-
+    recorder = InputRecorder(ref.class_names, ref.contract)
     for table in rubin_tables:
-        classify(table, Recorder())
+        classify(table, recorder)
     views, _ = guard_inputs("rubin", spec_from_contract(ref.contract), data_dir=shared_data)
-    return np.concatenate(seen + [views])
+    return np.concatenate([recorder.inputs(), views])
 
 
 # --------------------------------------------------------------------------- the self-check
