@@ -1,6 +1,6 @@
 """t2 beside Fink's Rubin classifiers on PLAsTiCC held-out objects packed as lsst.v10_0 alerts → docs/rubin.{json,png,md}.
 
-    python scripts/rubin_compare.py --objects 2616 --fink-python /work/scratch/finkscience-venv/bin/python
+    python scripts/rubin_compare.py --objects 2616 --fink-python $FINK_PYTHON   # or with $FINK_PYTHON set
     python scripts/rubin_compare.py --page           # docs/rubin.md and .png again from docs/rubin.json
 
 1. The views: fold 0's held-out objects of the shipped Rubin model's cross-validation (the split, fold count,
@@ -12,7 +12,8 @@
    retrained here by the cross-validation's code with the recorded recipe (cached in ``build/rubin_compare``);
    the shipped model is also scored, marked as having seen these objects. Its speed is the shipped model's,
    through the pandas UDF Fink's Rubin stage calls (``t2_rubin_udf().func``), one thread.
-3. Fink's modules run in their own venv (``--fink-python``; ``scripts/rubin_compare_fink.py``).
+3. Fink's modules run in their own venv (``--fink-python``, default ``$FINK_PYTHON``; how to build it:
+   ``scripts/rubin_compare_fink.py``).
 4. The 32 real Rubin alerts of ``lsst_alerts/`` go through every module.
 """
 
@@ -47,7 +48,6 @@ BUILD = ROOT / "build" / "rubin_compare"
 METRICS = ROOT / "fink_t2" / "data" / "t2_lsst_metrics.json"
 REAL_FILES = ("rubin_sample_data_10_0.parquet", "part-2-918301.avro")
 T2_HELD_OUT, T2_SHIPPED = "t2", "t2 shipped (trained on these objects)"
-DEFAULT_FINK_PYTHON = "/work/scratch/finkscience-venv/bin/python"
 T2_INPUTS = ("cmidpointMjdTai", "cpsfFlux", "cpsfFluxErr", "cband", "fmidpointMjdTai", "fpsfFlux", "fpsfFluxErr",
              "fband", "ssObjectId", "ssSource_ssObjectId", "diaObject_firstDiaSourceMjdTai")
 
@@ -232,8 +232,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--data-dir", default=None, help="shared data (default: $FINK_T2_DATA, else ../shared/data)")
     parser.add_argument("--objects", type=int, default=2616, help="held-out objects to pack (default: all of fold 0)")
     parser.add_argument("--out", default=str(ROOT / "docs"), help="folder of rubin.json, rubin.png, rubin.md")
-    parser.add_argument("--fink-python", default=os.environ.get("FINK_PYTHON", DEFAULT_FINK_PYTHON),
-                        help="python of a venv with fink-science 8.x (its own TensorFlow, torch, SuperNNova)")
+    parser.add_argument("--fink-python", default=os.environ.get("FINK_PYTHON"),
+                        help="python of a venv with fink-science 8.x (default: $FINK_PYTHON)")
     parser.add_argument("--batch", type=int, default=1000, help="alerts per module call")
     parser.add_argument("--repeats", type=int, default=3, help="timings of t2 (median)")
     parser.add_argument("--page", action="store_true", help="only render rubin.md and rubin.png from rubin.json")
@@ -243,6 +243,9 @@ def main(argv=None) -> dict:
 
     if args.page:
         return page.write(json.loads((out / "rubin.json").read_text()), out)
+    if not args.fink_python:
+        raise SystemExit("rubin_compare.py: no Fink venv: pass --fink-python or set $FINK_PYTHON to the python of a "
+                         "venv with fink-science 8.x (how to build it: the docstring of scripts/rubin_compare_fink.py)")
     from fink_t2.paths import LSST_MODEL_PATH
 
     start = time.time()

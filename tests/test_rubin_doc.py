@@ -1,10 +1,13 @@
 """docs/rubin.md follows from docs/rubin.json (``scripts/rubin_compare.py``), and the JSON is what it says it is:
 the shipped Rubin model's file and cross-validation, one thread per module, every module and age bucket scored,
 targets that follow from its own figures, every real Rubin sample alert with a status. The Fink modules are not
-rerun here (they need fink-science's own venv)."""
+rerun here (they need fink-science's own venv); the script refuses to start without one, with a one-line error."""
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +84,13 @@ def test_every_real_rubin_alert_has_a_status(rubin):
     assert all((r["t2_decision"] is None) == (r["t2_status"] != "ok") for r in rows)
     check = rubin["real_alerts_check"]
     assert check["alerts"] == sum(r["fink_stored"] is not None for r in rows) == 7
+
+
+def test_without_a_fink_venv_the_script_says_how_to_get_one(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "FINK_PYTHON"}
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "rubin_compare.py"), "--out", str(tmp_path)],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    message = run.stderr.strip().splitlines()
+    assert len(message) == 1 and "$FINK_PYTHON" in message[0] and "rubin_compare_fink.py" in message[0], run.stderr
+    assert not list(tmp_path.iterdir())  # nothing started, nothing written
