@@ -1,19 +1,23 @@
 """t2 beside Fink's Rubin classifiers on PLAsTiCC held-out objects packed as lsst.v10_0 alerts → docs/rubin.{json,png,md}.
 
-    python scripts/rubin_compare.py --objects 2616 --fink-python /work/scratch/finkscience-venv/bin/python
+    python scripts/rubin_compare.py --fink-python $FINK_PYTHON   # or with $FINK_PYTHON set
     python scripts/rubin_compare.py --page           # docs/rubin.md and .png again from docs/rubin.json
 
-1. The views: fold 0's held-out objects of the shipped Rubin model's cross-validation (the split, fold count,
-   seed and recipe recorded in ``fink_t2/data/t2_lsst_metrics.json``; :mod:`fink_t2.model.rubin_views`), at
-   most ``--objects`` of them (class-stratified, seeded), each seen at the alerts its cross-validation scored
-   (one seeded detection per alert-age bucket), packed as ``lsst.v10_0`` packets into a parquet file and read
-   back with :func:`fink_t2.alerts.rubin.read_rubin_table` (the ``c*`` columns Fink's Rubin stage builds).
-2. t2: the shipped model was trained on every PLAsTiCC object, so its quality is judged by fold 0's model,
-   retrained here by the cross-validation's code with the recorded recipe (cached in ``build/rubin_compare``);
-   the shipped model is also scored, marked as having seen these objects. Its speed is the shipped model's,
-   through the pandas UDF Fink's Rubin stage calls (``t2_rubin_udf().func``), one thread.
-3. Fink's modules run in their own venv (``--fink-python``; ``scripts/rubin_compare_fink.py``).
-4. The 32 real Rubin alerts of ``lsst_alerts/`` go through every module.
+1. The views: every fold's held-out objects of the shipped Rubin model's cross-validation (the split, fold
+   count, seed and recipe recorded in ``fink_t2/data/t2_lsst_metrics.json``; :mod:`fink_t2.model.rubin_views`),
+   at most ``--objects`` of them per fold (class-stratified, seeded), each seen at the alerts its
+   cross-validation scored (one seeded detection per alert-age bucket), packed as ``lsst.v10_0`` packets into a
+   parquet file per fold and read back with :func:`fink_t2.alerts.rubin.read_rubin_table` (the ``c*`` columns
+   Fink's Rubin stage builds).
+2. t2: the shipped model was trained on every PLAsTiCC object, so its quality is judged by the fold models,
+   each retrained here by the cross-validation's code with the recorded recipe (cached in
+   ``build/rubin_compare``) and scoring only its own fold's held-out objects; the shipped model is also scored,
+   marked as having seen these objects. Its speed is the shipped model's, through the pandas UDF Fink's Rubin
+   stage calls (``t2_rubin_udf().func``), one thread, over every fold's alerts.
+3. Fink's modules run in their own venv (``--fink-python``, default ``$FINK_PYTHON``; how to build it:
+   ``scripts/rubin_compare_fink.py``), once over every fold's alerts (they saw none of them in training).
+4. Figures per fold and pooled over the folds' alerts; targets judged per fold and pooled.
+5. The 32 real Rubin alerts of ``lsst_alerts/`` go through every module.
 """
 
 from __future__ import annotations
@@ -42,24 +46,24 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import rubin_compare_metrics as rm
+from rubin_compare_real import fink_stored, stored_check
 
 BUILD = ROOT / "build" / "rubin_compare"
 METRICS = ROOT / "fink_t2" / "data" / "t2_lsst_metrics.json"
 REAL_FILES = ("rubin_sample_data_10_0.parquet", "part-2-918301.avro")
 T2_HELD_OUT, T2_SHIPPED = "t2", "t2 shipped (trained on these objects)"
-DEFAULT_FINK_PYTHON = "/work/scratch/finkscience-venv/bin/python"
 T2_INPUTS = ("cmidpointMjdTai", "cpsfFlux", "cpsfFluxErr", "cband", "fmidpointMjdTai", "fpsfFlux", "fpsfFluxErr",
              "fband", "ssObjectId", "ssSource_ssObjectId", "diaObject_firstDiaSourceMjdTai")
 
 
-def fold_model_path(metrics: dict, data_dir) -> tuple[Path, dict]:
-    """Fold 0's model file (trained once, then reused) and its training record."""
-    path, record = BUILD / "t2_lsst_fold0.tflite", BUILD / "t2_lsst_fold0.json"
+def fold_model_path(metrics: dict, data_dir, fold: int) -> tuple[Path, dict]:
+    """``fold``'s model file (trained once, then reused) and its training record."""
+    path, record = BUILD / f"t2_lsst_fold{fold}.tflite", BUILD / f"t2_lsst_fold{fold}.json"
     if not path.is_file() or json.loads(record.read_text()).get("metrics_created") != metrics["created"]:
         from fink_t2.model.rubin_views import fold_model
 
         start = time.time()
-        content, _, info = fold_model(metrics, data_dir, fold=0)
+        content, _, info = fold_model(metrics, data_dir, fold=fold)
         BUILD.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
         record.write_text(json.dumps({"training": info, "seconds": round(time.time() - start, 1),
@@ -67,21 +71,28 @@ def fold_model_path(metrics: dict, data_dir) -> tuple[Path, dict]:
     return path, json.loads(record.read_text())
 
 
-def heldout_alerts(metrics: dict, n_objects: int | None, data_dir):
-    """(alert table of the packed views, their labels/buckets, description)."""
-    from fink_t2.alerts.rubin import read_rubin_table
+def plasticc_views(data_dir, seed: int):
+    """(light curves, objects, the cross-validation's alert views of every object): loaded once for all folds."""
     from fink_t2.model.plasticc import load_plasticc
-    from fink_t2.model.plasticc_alerts import PER_BUCKET, detection_table, rubin_bucket_names, sample_alerts
+    from fink_t2.model.plasticc_alerts import PER_BUCKET, detection_table, sample_alerts
+
+    lc, objects = load_plasticc(data_dir)
+    table = detection_table(lc)
+    return lc, objects, table.iloc[sample_alerts(table, PER_BUCKET, seed)]
+
+
+def heldout_alerts(metrics: dict, n_objects: int | None, data, fold: int):
+    """(alert table of ``fold``'s packed views, their labels/buckets, description, the CV's own inputs)."""
+    from fink_t2.alerts.rubin import read_rubin_table
+    from fink_t2.model.plasticc_alerts import rubin_bucket_names
     from fink_t2.model.rubin_views import alert_records, heldout_ids, sample_ids
 
     seed, n_folds = metrics["recipe"]["seed"], metrics["cross_validation"]["n_folds"]
-    lc, objects = load_plasticc(data_dir)
-    _, test = heldout_ids(objects, n_folds, seed, fold=0)
+    lc, objects, views = data
+    _, test = heldout_ids(objects, n_folds, seed, fold=fold)
     picked = sample_ids(objects, test, n_objects, seed)
-    table = detection_table(lc)
-    views = table.iloc[sample_alerts(table, PER_BUCKET, seed)]
     views = views[views["object_id"].isin(picked)].reset_index(drop=True)
-    path = BUILD / "heldout_views_lsst_v10_0.parquet"
+    path = BUILD / f"heldout_views_fold{fold}_lsst_v10_0.parquet"
     BUILD.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(alert_records(lc, views)), path)
     alerts = read_rubin_table(path)
@@ -89,13 +100,13 @@ def heldout_alerts(metrics: dict, n_objects: int | None, data_dir):
         raise RuntimeError(f"{path}: the packed views did not read back whole")
     names = rubin_bucket_names()
     label = objects.set_index("object_id")["label"]
-    info = pd.DataFrame({"object_id": views["object_id"], "label": views["object_id"].map(label).to_numpy(),
+    info = pd.DataFrame({"fold": fold, "object_id": views["object_id"], "label": views["object_id"].map(label).to_numpy(),
                          "bucket": [names[b] for b in views["bucket"]], "age": views["age"], "k": views["k"]})
     from fink_t2.model.plasticc_alerts import view_inputs
     from fink_t2.model.plasticc_run import spec_of
 
     cv_inputs = view_inputs(lc, views, spec_of(metrics["setting"], metrics["view"]))  # the cross-validation's own
-    described = {"fold": 0, "n_folds": n_folds, "seed": seed, "heldout_objects": int(len(test)),
+    described = {"fold": fold, "heldout_objects": int(len(test)),
                  "objects": int(len(picked)), "alerts": int(len(views)), "file": str(path.relative_to(ROOT)),
                  "classes": info.drop_duplicates("object_id")["label"].value_counts().sort_index().to_dict()}
     return alerts, info, described, cv_inputs
@@ -170,36 +181,6 @@ def run_fink(fink_python: str, alerts: pa.Table, tag: str, batch: int) -> tuple[
     return out, json.loads(timing.read_text())
 
 
-def fink_stored(path) -> dict:
-    """diaSourceId → the scores Fink's Rubin stage wrote into an alert file (its ``clf`` column), if any."""
-    import fastavro
-
-    with open(path, "rb") as stream:
-        return {r["diaSourceId"]: {k: r["clf"][k] for k in ("snnSnVsOthers_score", "cats_class", "cats_score",
-                                                              "earlySNIa_score")}
-                for r in fastavro.reader(stream) if r.get("clf")}
-
-
-CATS_CODES = (11, 12, 13, 21, 22)  # fink-broker's cats_class of each CATS output (rubin/science.py)
-
-
-def stored_check(rows: list[dict]) -> dict:
-    """How many of the alerts Fink scored get the same scores here (within 1e-4; CATS: same class and score)."""
-    checked = [r for r in rows if r["fink_stored"]]
-    same = {"SuperNNova SN_vs_other": 0, "CATS": 0, "Early SN Ia": 0}
-    for r in checked:
-        f = r["fink_stored"]
-        if "SuperNNova SN_vs_other" in r and abs(r["SuperNNova SN_vs_other"] - f["snnSnVsOthers_score"]) < 1e-4:
-            same["SuperNNova SN_vs_other"] += 1
-        if "CATS" in r:
-            p = r["CATS"]
-            code = CATS_CODES[p.index(max(p))] if max(p) > 0 else -1
-            same["CATS"] += int(code == f["cats_class"] and abs(max(p) - f["cats_score"]) < 1e-4)
-        if "Early SN Ia" in r and abs(r["Early SN Ia"] - f["earlySNIa_score"]) < 1e-4:
-            same["Early SN Ia"] += 1
-    return {"alerts": len(checked), "same": same}
-
-
 def real_alerts(data_dir, fink_python: str, batch: int) -> tuple[list[dict], dict]:
     from fink_t2.alerts.rubin import read_rubin_table
     from fink_t2.model.plasticc import CLASS_NAMES
@@ -227,13 +208,33 @@ def real_alerts(data_dir, fink_python: str, batch: int) -> tuple[list[dict], dic
     return rows, {"errors": timing["errors"]}
 
 
+def heldout_folds(metrics: dict, n_objects: int | None, data_dir):
+    """Every fold: its model (trained once, cached), its held-out alerts and t2's results on them (the fold's
+    model and the shipped one). Returns (per-fold records, every fold's alerts, their info, pooled t2 results)."""
+    from fink_t2.paths import LSST_MODEL_PATH
+
+    data = plasticc_views(data_dir, metrics["recipe"]["seed"])
+    folds, parts = [], []
+    for fold in range(metrics["cross_validation"]["n_folds"]):
+        path, record = fold_model_path(metrics, data_dir, fold)
+        alerts, info, views, cv_inputs = heldout_alerts(metrics, n_objects, data, fold)
+        t2 = {T2_HELD_OUT: classify_t2(alerts, path), T2_SHIPPED: classify_t2(alerts, LSST_MODEL_PATH)}
+        views["packing_check"] = packing_check(path, cv_inputs, t2[T2_HELD_OUT])
+        folds.append({"fold": fold, "views": views,
+                      "model": {"file": str(path.relative_to(ROOT)), "sha256": sha256(path), **record}})
+        parts.append((alerts, info, t2))
+    pooled = {name: rm.concat_results([t2[name] for _, _, t2 in parts]) for name in (T2_HELD_OUT, T2_SHIPPED)}
+    return (folds, pa.concat_tables([a for a, _, _ in parts]), pd.concat([i for _, i, _ in parts], ignore_index=True),
+            pooled)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None, help="shared data (default: $FINK_T2_DATA, else ../shared/data)")
-    parser.add_argument("--objects", type=int, default=2616, help="held-out objects to pack (default: all of fold 0)")
+    parser.add_argument("--objects", type=int, default=None, help="held-out objects to pack per fold (default: all)")
     parser.add_argument("--out", default=str(ROOT / "docs"), help="folder of rubin.json, rubin.png, rubin.md")
-    parser.add_argument("--fink-python", default=os.environ.get("FINK_PYTHON", DEFAULT_FINK_PYTHON),
-                        help="python of a venv with fink-science 8.x (its own TensorFlow, torch, SuperNNova)")
+    parser.add_argument("--fink-python", default=os.environ.get("FINK_PYTHON"),
+                        help="python of a venv with fink-science 8.x (default: $FINK_PYTHON)")
     parser.add_argument("--batch", type=int, default=1000, help="alerts per module call")
     parser.add_argument("--repeats", type=int, default=3, help="timings of t2 (median)")
     parser.add_argument("--page", action="store_true", help="only render rubin.md and rubin.png from rubin.json")
@@ -243,39 +244,43 @@ def main(argv=None) -> dict:
 
     if args.page:
         return page.write(json.loads((out / "rubin.json").read_text()), out)
+    if not args.fink_python:
+        raise SystemExit("rubin_compare.py: no Fink venv: pass --fink-python or set $FINK_PYTHON to the python of a "
+                         "venv with fink-science 8.x (how to build it: the docstring of scripts/rubin_compare_fink.py)")
+    from fink_t2.model.plasticc_alerts import rubin_bucket_names
     from fink_t2.paths import LSST_MODEL_PATH
 
     start = time.time()
     before = conditions()
     metrics = json.loads(METRICS.read_text())
-    fold_path, fold_record = fold_model_path(metrics, args.data_dir)
-    alerts, info, views, cv_inputs = heldout_alerts(metrics, args.objects, args.data_dir)
-    t2 = {T2_HELD_OUT: classify_t2(alerts, fold_path), T2_SHIPPED: classify_t2(alerts, LSST_MODEL_PATH)}
-    views["packing_check"] = packing_check(fold_path, cv_inputs, t2[T2_HELD_OUT])
+    folds, alerts, info, t2 = heldout_folds(metrics, args.objects, args.data_dir)
     throughput = time_t2(alerts, t2[T2_SHIPPED]["status"], args.repeats, args.batch)
     fink, fink_run = run_fink(args.fink_python, alerts, "heldout", args.batch)
     throughput.update(fink_run["timing"])
     outputs = rm.module_outputs(t2, fink, t2[T2_HELD_OUT]["class_names"],
                                 rm.log_flux_ratio(alerts.column("cpsfFlux").to_pylist()))
-    from fink_t2.model.plasticc_alerts import rubin_bucket_names
-
     names = [b for b in rubin_bucket_names() if (info["bucket"] == b).any()]
-    buckets = rm.bucket_scores(info["label"].to_numpy(), info["bucket"].to_numpy(), names, outputs)
+    labels, buckets_of, fold_of = info["label"].to_numpy(), info["bucket"].to_numpy(), info["fold"].to_numpy()
+    for entry in folds:
+        m = fold_of == entry["fold"]
+        entry["buckets"] = rm.bucket_scores(labels[m], buckets_of[m], names, rm.subset(outputs, m))
+        entry["targets"] = rm.targets(entry["buckets"], throughput, T2_HELD_OUT)
+    buckets = rm.bucket_scores(labels, buckets_of, names, outputs)
     real, real_run = real_alerts(args.data_dir, args.fink_python, args.batch)
     result = {
         "command": shlex.join(["python", "scripts/rubin_compare.py", *(argv if argv is not None else sys.argv[1:])]),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds": None,
-        "provenance": provenance(LSST_MODEL_PATH) | {"fold_model_sha256": sha256(fold_path),
+        "provenance": provenance(LSST_MODEL_PATH) | {"fold_model_sha256": [f["model"]["sha256"] for f in folds],
                                                      "metrics_created": metrics["created"]},
-        "fold_model": {"file": str(fold_path.relative_to(ROOT)), **fold_record,
-                       "trained_by": "fink_t2.model.rubin_views.fold_model (the cross-validation's fit, temperature "
-                                     "and dynamic-range TFLite export, with the recipe of t2_lsst_metrics.json)"},
-        "views": views, "sn_classes": list(rm.SN_CLASSES), "ia_classes": list(rm.IA_CLASSES),
+        "fold_models_trained_by": "fink_t2.model.rubin_views.fold_model (the cross-validation's fit, temperature and "
+                                  "dynamic-range TFLite export, with the recipe of t2_lsst_metrics.json)",
+        "views": rm.pooled_views(folds, metrics["cross_validation"]["n_folds"], metrics["recipe"]["seed"]),
+        "sn_classes": list(rm.SN_CLASSES), "ia_classes": list(rm.IA_CLASSES),
         "thresholds": rm.THRESHOLDS, "modules": list(outputs), "module_errors": fink_run["errors"],
         "fink": {"versions": fink_run["versions"], "threads": fink_run["threads"], "batch": fink_run["batch"],
                  "cats_from_keras2_file": fink_run["cats_from_keras2_file"]},
-        "buckets": buckets, "throughput": throughput,
-        "targets": rm.targets(buckets, throughput, T2_HELD_OUT),
+        "buckets": buckets, "throughput": throughput, "folds": folds,
+        "targets": rm.targets(buckets, throughput, T2_HELD_OUT), "targets_per_fold": rm.fold_tally(folds),
         "real_alerts": real, "real_alert_errors": real_run["errors"], "real_alerts_check": stored_check(real),
         "conditions_before": before, "conditions_after": conditions(),
     }

@@ -141,3 +141,43 @@ def targets(buckets: dict, throughput: dict, t2_name: str, rivals=("SuperNNova S
             "sn_auc_above_snn_and_cats_common_alerts": above("common"),
             "throughput_realistic_10000": {"met": realistic >= 10_000, "value": realistic},
             "throughput_every_alert_5000": {"met": every >= 5_000, "value": every}}
+
+
+#: the targets judged on each fold's alerts (the throughput ones are one measurement, over every fold's alerts)
+AUC_TARGETS = ("sn_auc_above_snn_and_cats_all_alerts", "sn_auc_above_snn_and_cats_classified",
+               "sn_auc_above_snn_and_cats_common_alerts")
+
+
+def concat_results(results: list[dict]) -> dict:
+    """t2's results on several alert tables (one per fold) as one, in the tables' order."""
+    return {"status": np.concatenate([r["status"] for r in results]),
+            "proba": np.concatenate([r["proba"] for r in results]),
+            "decision": [d for r in results for d in r["decision"]], "class_names": results[0]["class_names"]}
+
+
+def subset(outputs: dict, mask: np.ndarray) -> dict:
+    """:func:`module_outputs` restricted to the alerts of ``mask``."""
+    return {name: {k: None if v is None else v[mask] for k, v in o.items()} for name, o in outputs.items()}
+
+
+def pooled_views(folds: list[dict], n_folds: int, seed: int) -> dict:
+    """What the folds' held-out views add up to (objects, alerts, classes, packing check)."""
+    views = [f["views"] for f in folds]
+    classes: dict = {}
+    for v in views:
+        for c, n in v["classes"].items():
+            classes[c] = classes.get(c, 0) + n
+    gaps = [v["packing_check"]["max_abs_probability_difference"] for v in views]
+    return {"n_folds": n_folds, "seed": seed, "folds": [v["fold"] for v in views],
+            **{k: sum(v[k] for v in views) for k in ("heldout_objects", "objects", "alerts")},
+            "classes": dict(sorted(classes.items())),
+            "packing_check": {"alerts_compared": sum(v["packing_check"]["alerts_compared"] for v in views),
+                              "max_abs_probability_difference": max((g for g in gaps if g is not None), default=None)}}
+
+
+def fold_tally(folds: list[dict]) -> dict:
+    """Each AUC target: in how many folds it is met, and the buckets each fold misses."""
+    return {key: {"met_in": sum(f["targets"][key]["met"] for f in folds), "folds": len(folds),
+                  "buckets_missed": {str(f["fold"]): [b for b, ok in f["targets"][key]["by_bucket"].items() if not ok]
+                                     for f in folds}}
+            for key in AUC_TARGETS}

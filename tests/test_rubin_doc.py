@@ -1,10 +1,14 @@
 """docs/rubin.md follows from docs/rubin.json (``scripts/rubin_compare.py``), and the JSON is what it says it is:
-the shipped Rubin model's file and cross-validation, one thread per module, every module and age bucket scored,
-targets that follow from its own figures, every real Rubin sample alert with a status. The Fink modules are not
-rerun here (they need fink-science's own venv)."""
+the shipped Rubin model's file and every fold of its cross-validation (each fold's model recorded by SHA-256),
+one thread per module, every module and age bucket scored per fold and pooled, targets that follow from its own
+figures (pooled and fold by fold), every real Rubin sample alert with a status. The Fink modules are not rerun
+here (they need fink-science's own venv); the script refuses to start without one, with a one-line error."""
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,14 +38,34 @@ def test_json_is_the_shipped_model_and_its_cross_validation(rubin):
     provenance = rubin["provenance"]
     assert provenance["model_sha256"] == hashlib.sha256(Path(LSST_MODEL_PATH).read_bytes()).hexdigest()
     assert provenance["metrics_created"] == METRICS["created"]
-    assert provenance["commit"] and len(provenance["fold_model_sha256"]) == 64
-    views = rubin["views"]
-    assert (views["n_folds"], views["seed"]) == (METRICS["cross_validation"]["n_folds"], METRICS["recipe"]["seed"])
+    assert provenance["commit"]
+    views, folds = rubin["views"], rubin["folds"]
+    n_folds = METRICS["cross_validation"]["n_folds"]
+    assert (views["n_folds"], views["seed"]) == (n_folds, METRICS["recipe"]["seed"])
+    assert [f["fold"] for f in folds] == views["folds"] == list(range(n_folds))  # every fold, none twice
     assert 0 < views["objects"] <= views["heldout_objects"]
     assert views["alerts"] == sum(entry["n"] for entry in rubin["buckets"].values())
-    assert rubin["fold_model"]["training"]["temperature"] > 0
     assert views["packing_check"]["alerts_compared"] > 0
     assert views["packing_check"]["max_abs_probability_difference"] < 1e-4  # the packets carry t2's views whole
+
+
+def test_every_fold_has_its_own_recorded_model_and_alerts(rubin):
+    folds, shas = rubin["folds"], rubin["provenance"]["fold_model_sha256"]
+    assert shas == [f["model"]["sha256"] for f in folds]
+    assert all(len(h) == 64 and int(h, 16) >= 0 for h in shas)
+    assert len(set(shas)) == len(folds)  # each fold scored by its own model, not one model reused
+    assert all(f["model"]["metrics_created"] == METRICS["created"] for f in folds)
+    for f in folds:
+        assert f["model"]["file"].endswith(f"fold{f['fold']}.tflite")
+        assert f["model"]["training"]["temperature"] > 0
+        assert 0 < f["views"]["objects"] <= f["views"]["heldout_objects"]
+        assert f["views"]["alerts"] == sum(entry["n"] for entry in f["buckets"].values())
+        assert f["views"]["packing_check"]["max_abs_probability_difference"] < 1e-4
+    for key in ("heldout_objects", "objects", "alerts"):
+        assert rubin["views"][key] == sum(f["views"][key] for f in folds), key
+    for bucket, entry in rubin["buckets"].items():  # the pooled figures are over the folds' alerts together
+        for key in ("n", "n_sn", "n_ia"):
+            assert entry[key] == sum(f["buckets"][bucket][key] for f in folds if bucket in f["buckets"]), (bucket, key)
 
 
 def test_every_module_was_timed_on_one_thread(rubin):
@@ -55,11 +79,13 @@ def test_every_module_was_timed_on_one_thread(rubin):
         assert timing["alerts_per_wall_s"] == pytest.approx(timing["alerts"] / timing["wall_s"], rel=0.01), name
 
 
-def test_every_module_and_bucket_is_scored_or_its_failure_stated(rubin):
-    assert set(rubin["buckets"]) <= set(rubin_bucket_names())
+@pytest.mark.parametrize("part", ["pooled", 0, 1, 2])
+def test_every_module_and_bucket_is_scored_or_its_failure_stated(rubin, part):
+    buckets = rubin["buckets"] if part == "pooled" else rubin["folds"][part]["buckets"]
+    assert set(buckets) <= set(rubin_bucket_names())
     for name in FINK_MODULES:
         assert (name in rubin["modules"]) != (name in rubin["module_errors"]), name
-    for bucket, entry in rubin["buckets"].items():
+    for bucket, entry in buckets.items():
         assert set(entry["modules"]) == set(rubin["modules"]), bucket
         for name, scores in entry["modules"].items():
             assert 0.0 <= scores["coverage"] <= 1.0
@@ -72,6 +98,22 @@ def test_every_module_and_bucket_is_scored_or_its_failure_stated(rubin):
 def test_targets_follow_from_the_figures(rubin):
     metrics = load_script("rubin_compare_metrics")
     assert rubin["targets"] == metrics.targets(rubin["buckets"], rubin["throughput"], "t2")
+    for fold in rubin["folds"]:
+        assert fold["targets"] == metrics.targets(fold["buckets"], rubin["throughput"], "t2"), fold["fold"]
+    assert rubin["targets_per_fold"] == metrics.fold_tally(rubin["folds"])
+    page = (DOCS / "rubin.md").read_text()
+    for key, tally in rubin["targets_per_fold"].items():
+        assert f"met in {tally['met_in']} of {len(rubin['folds'])} folds" in page, key
+
+
+def test_without_a_fink_venv_the_script_says_how_to_get_one(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "FINK_PYTHON"}
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "rubin_compare.py"), "--out", str(tmp_path)],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    message = run.stderr.strip().splitlines()
+    assert len(message) == 1 and "$FINK_PYTHON" in message[0] and "rubin_compare_fink.py" in message[0], run.stderr
+    assert not list(tmp_path.iterdir())  # nothing started, nothing written
 
 
 def test_every_real_rubin_alert_has_a_status(rubin):
