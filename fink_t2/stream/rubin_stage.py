@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from pyspark.sql import DataFrame, DataFrameReader
 from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.streaming import DataStreamReader
@@ -33,10 +32,10 @@ from pyspark.sql.streaming import DataStreamReader
 from fink_t2.alerts.binaryfile import binary_source, map_tables
 from fink_t2.alerts.rubin import RUBIN_DECODED_SCHEMA, decode_rubin_bytes
 from fink_t2.core.cuts import STATUS_UNREADABLE
-from fink_t2.core.rubin_classifier import REJECTED, classify_rubin_columns
+from fink_t2.core.rubin_classifier import classify_rubin_columns
 from fink_t2.runtime.gpu import model_for_task
 from fink_t2.runtime.model_ref import ModelRef
-from fink_t2.stream.stages import T2_FIELDS
+from fink_t2.stream.stages import T2_FIELDS, append_t2_columns, unreadable_rows
 
 #: the rows the replay writes for Rubin alerts
 RUBIN_OUTPUT_SCHEMA = pa.schema(list(RUBIN_DECODED_SCHEMA) + list(T2_FIELDS))
@@ -51,24 +50,12 @@ MODEL_INPUTS = ("cmidpointMjdTai", "cpsfFlux", "cpsfFluxErr", "cband", "fmidpoin
 def rubin_t2_stage(table: pa.Table, model) -> pa.Table:
     """Rubin alerts (:data:`~fink_t2.alerts.rubin.RUBIN_DECODED_SCHEMA`) → the same rows with ``t2``, ``t2_status``,
     ``t2_class`` (:data:`RUBIN_OUTPUT_SCHEMA`). A row standing for an unreadable input is not classified."""
-    n = table.num_rows
-    unreadable = pc.is_valid(table.column("ingest_error")).to_numpy(zero_copy_only=False).astype(bool)
-    todo = np.flatnonzero(~unreadable)
+    todo = np.flatnonzero(~unreadable_rows(table))
     sub = table.take(pa.array(todo, pa.int64()))
     # the values as the pandas UDF gets them (Arrow → pandas): same input, same result
     result = classify_rubin_columns(*(sub.column(name).to_pandas() for name in MODEL_INPUTS), model)
-    names = list(model.class_names)
-    proba = np.full((n, len(names)), REJECTED, dtype=np.float32)
-    proba[todo] = result.proba
-    status = np.full(n, STATUS_UNREADABLE, dtype=object)
-    status[todo] = result.status
-    label = np.full(n, None, dtype=object)
-    label[todo] = result.label
-    t2 = pa.MapArray.from_arrays(pa.array(np.arange(0, (n + 1) * len(names), len(names)), pa.int32()),
-                                 pa.array(names * n, pa.string()), pa.array(proba.ravel(), pa.float32()))
-    for field, values in zip(T2_FIELDS, (t2, pa.array(status, pa.string()), pa.array(label, pa.string()))):
-        table = table.append_column(field, values)
-    return table
+    return append_t2_columns(table, todo, result, model.class_names,
+                             np.full(table.num_rows, STATUS_UNREADABLE, dtype=object))
 
 
 def rubin_replay_task(ref: ModelRef):

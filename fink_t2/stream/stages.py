@@ -66,7 +66,7 @@ def t2_stage(table: pa.Table, model) -> pa.Table:
     ``t2_class`` (:data:`OUTPUT_SCHEMA`). Rows the raw filter rejected, and rows standing for an unreadable input,
     are not classified: their status is the raw filter's, or ``unreadable_file``."""
     n = table.num_rows
-    unreadable = _mask(pc.is_valid(table.column("ingest_error")))
+    unreadable = unreadable_rows(table)
     filtered = RAW_FILTER in table.column_names
     raw = table.column(RAW_FILTER).to_numpy(zero_copy_only=False) if filtered else np.full(n, None, dtype=object)
     rejected = _mask(pc.is_valid(table.column(RAW_FILTER))) if filtered else np.zeros(n, dtype=bool)
@@ -77,20 +77,31 @@ def t2_stage(table: pa.Table, model) -> pa.Table:
                              _numbers(sub.column("roid")), sub.column("cdsxmatch").to_numpy(zero_copy_only=False),
                              _numbers(candidate_field(sub, "jdstarthist")), _numbers(candidate_field(sub, "ndethist")),
                              model)
-    names = list(model.class_names)
+    if filtered:
+        table = table.drop_columns([RAW_FILTER])
+    return append_t2_columns(table, todo, result, model.class_names, np.where(unreadable, STATUS_UNREADABLE, raw))
+
+
+def append_t2_columns(table: pa.Table, todo: np.ndarray, result, class_names, status: np.ndarray) -> pa.Table:
+    """``table`` with :data:`T2_FIELDS` appended: ``result`` (the :class:`~fink_t2.core.classifier.Classification`
+    of the rows ``todo``) in its rows; every other row keeps ``status``, ``REJECTED`` probabilities, no class."""
+    n, names = table.num_rows, list(class_names)
     proba = np.full((n, len(names)), REJECTED, dtype=np.float32)
     proba[todo] = result.proba
-    status = np.where(unreadable, STATUS_UNREADABLE, raw)
+    status = np.array(status, dtype=object)
     status[todo] = result.status
     label = np.full(n, None, dtype=object)
     label[todo] = result.label
     t2 = pa.MapArray.from_arrays(pa.array(np.arange(0, (n + 1) * len(names), len(names)), pa.int32()),
                                  pa.array(names * n, pa.string()), pa.array(proba.ravel(), pa.float32()))
-    if filtered:
-        table = table.drop_columns([RAW_FILTER])
     for field, values in zip(T2_FIELDS, (t2, pa.array(status, pa.string()), pa.array(label, pa.string()))):
         table = table.append_column(field, values)
     return table
+
+
+def unreadable_rows(table: pa.Table) -> np.ndarray:
+    """Which rows stand for an input that could not be read (``ingest_error`` set): not to classify."""
+    return _mask(pc.is_valid(table.column("ingest_error")))
 
 
 def _mask(values) -> np.ndarray:
