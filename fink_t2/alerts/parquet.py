@@ -23,6 +23,8 @@ from typing import BinaryIO, Iterator, Union
 
 import pyarrow.parquet as pq
 
+#: the first (and last) bytes of a parquet file
+PARQUET_MAGIC = b"PAR1"
 #: columns read when present; everything else (cutouts, classifier scores) is skipped
 PARQUET_COLUMNS = ("objectId", "candid", "candidate", "prv_candidates", "roid", "cdsxmatch")
 

@@ -22,6 +22,7 @@ the file: nothing raises into a stream, nothing is dropped silently.
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Union
@@ -29,8 +30,10 @@ from typing import Callable, Iterator, Optional, Union
 import fastavro
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fastavro.read import HEADER_SCHEMA
 
 from fink_t2.alerts.avro import AVRO_MAGIC, read_avro
+from fink_t2.alerts.parquet import PARQUET_MAGIC
 from fink_t2.alerts.rubin_table import RECORD_FIELDS, RUBIN_ALERT_SCHEMA, RubinTableBuilder, rubin_reader_schema
 from fink_t2.alerts.sources import file_format
 
@@ -43,7 +46,7 @@ SURVEY_FIELDS = (("diaSource", "rubin"), ("candidate", "ztf"))
 FILE_SUFFIXES = (".avro", ".parquet")
 #: longest ``ingest_error`` kept
 MAX_ERROR_CHARS = 500
-_PARQUET_MAGIC = b"PAR1"
+_AVRO_HEADER = fastavro.parse_schema(HEADER_SCHEMA)
 
 Source = Union[str, os.PathLike]
 OnError = Callable[[str], None]
@@ -59,23 +62,33 @@ def packet_survey(field_names) -> Optional[str]:
     return next((survey for field, survey in SURVEY_FIELDS if field in names), None)
 
 
-def schema_fields(source) -> list[str]:
+def schema_fields(source, cache: dict | None = None) -> list[str]:
     """Top-level field names of an Avro container or parquet file (a path, or its bytes), read from its Avro
-    header or parquet footer only; raises ``ValueError`` (or fastavro's / pyarrow's error) when unreadable."""
+    header or parquet footer only; raises ``ValueError`` (or fastavro's / pyarrow's error) when unreadable.
+    ``cache``: field names by Avro schema text, shared across calls, so that a schema many files share (a night
+    of single-alert files) is parsed once."""
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as stream:
             head = stream.read(len(AVRO_MAGIC))
             stream.seek(0)
             if head.startswith(AVRO_MAGIC):
-                return [field["name"] for field in fastavro.reader(stream).writer_schema["fields"]]
+                return _avro_fields(stream, {} if cache is None else cache)
         source_arg = str(source)
     else:
         head, source_arg = bytes(source[: len(AVRO_MAGIC)]), pa.BufferReader(source)
         if head.startswith(AVRO_MAGIC):
-            return [field["name"] for field in fastavro.reader(io.BytesIO(source)).writer_schema["fields"]]
-    if head.startswith(_PARQUET_MAGIC):
+            return _avro_fields(io.BytesIO(source), {} if cache is None else cache)
+    if head.startswith(PARQUET_MAGIC):
         return pq.read_schema(source_arg).names
     raise ValueError("neither an Avro container file nor parquet (no Obj\\x01 nor PAR1 magic)")
+
+
+def _avro_fields(stream, cache: dict) -> list[str]:
+    """The fields of an Avro container's schema, from its header alone (no block read)."""
+    schema = fastavro.schemaless_reader(stream, _AVRO_HEADER)["meta"]["avro.schema"]
+    if schema not in cache:
+        cache[schema] = [field["name"] for field in json.loads(schema)["fields"]]
+    return cache[schema]
 
 
 def file_survey(path: Source) -> Optional[str]:
@@ -152,7 +165,7 @@ def decode_rubin_bytes(name: str, data, batch_size: int = 5000) -> Iterator[pa.T
     try:
         if head.startswith(AVRO_MAGIC):
             records = _avro_records(data, errors.append)
-        elif head.startswith(_PARQUET_MAGIC):
+        elif head.startswith(PARQUET_MAGIC):
             records = _parquet_records(data, errors.append, batch_size)
         else:
             raise ValueError("neither an Avro container file nor parquet (no Obj\\x01 nor PAR1 magic)")

@@ -31,8 +31,8 @@ from urllib.parse import unquote
 
 import pyarrow as pa
 
-from fink_t2.alerts.avro import read_avro
-from fink_t2.alerts.parquet import parquet_files, read_fink_parquet
+from fink_t2.alerts.avro import AVRO_MAGIC, read_avro
+from fink_t2.alerts.parquet import PARQUET_MAGIC, parquet_files, read_fink_parquet
 from fink_t2.alerts.table import AlertTableBuilder
 from fink_t2.alerts.tarball import read_tarball
 from fink_t2.paths import shared_data_dir
@@ -42,8 +42,6 @@ FORMATS = ("avro_dir", "avro_file", "tarball", "parquet")
 #: "staged": the chunks of a nightly tarball (fink_t2.alerts.staging)
 FOLDER_GLOBS = {"avro_dir": "*.avro", "parquet": "*.parquet", "staged": "chunk-*"}
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
-_AVRO_MAGIC = b"Obj\x01"
-_PARQUET_MAGIC = b"PAR1"
 
 
 def sample_data_dir() -> Path:
@@ -89,7 +87,7 @@ def detect_format(path: Union[str, os.PathLike]) -> str:
     kind = file_format(path.name)
     if kind is None:
         with open(path, "rb") as stream:
-            kind = file_format(path.name, stream.read(len(_AVRO_MAGIC)))
+            kind = file_format(path.name, stream.read(len(AVRO_MAGIC)))
     if kind is None and tarfile.is_tarfile(path):
         kind = "tarball"
     if kind is None:
@@ -116,9 +114,9 @@ def file_format(name: str, head: bytes = b"") -> Optional[str]:
         return "avro_file"
     if name.endswith(".parquet"):
         return "parquet"
-    if head.startswith(_AVRO_MAGIC):
+    if head.startswith(AVRO_MAGIC):
         return "avro_file"
-    if head.startswith(_PARQUET_MAGIC):
+    if head.startswith(PARQUET_MAGIC):
         return "parquet"
     return None
 

@@ -20,24 +20,18 @@ rows (:func:`check_output_survey`; a replay output's survey is told by its colum
 from __future__ import annotations
 
 import fnmatch
-import json
 import os
 from pathlib import Path
 
-import fastavro
 import pyarrow.parquet as pq
-from fastavro.read import HEADER_SCHEMA
 
-from fink_t2.alerts.avro import AVRO_MAGIC
-from fink_t2.alerts.rubin import packet_survey
+from fink_t2.alerts.rubin import packet_survey, schema_fields
 from fink_t2.alerts.sources import FOLDER_GLOBS
 from fink_t2.stream.output import RUN_MARKER, committed_files
 
 ZTF, RUBIN = "ztf", "rubin"
 #: the surveys a replay reads
 SURVEYS = (ZTF, RUBIN)
-_PARQUET_MAGIC = b"PAR1"
-_HEADER = fastavro.parse_schema(HEADER_SCHEMA)
 
 
 def input_files(path, fmt: str) -> list[Path]:
@@ -54,29 +48,14 @@ def input_files(path, fmt: str) -> list[Path]:
     return sorted(found)
 
 
-def _avro_fields(stream, cache: dict) -> list[str]:
-    header = fastavro.schemaless_reader(stream, _HEADER)
-    schema = header["meta"]["avro.schema"]
-    if schema not in cache:
-        cache[schema] = [field["name"] for field in json.loads(schema)["fields"]]
-    return cache[schema]
-
-
 def survey_of_file(path, cache: dict | None = None) -> str | None:
     """``"ztf"``, ``"rubin"``, or None when the file's schema cannot be read or names neither survey.
-    ``cache``: parsed Avro schemas by their text, shared across calls."""
-    cache = {} if cache is None else cache
+    ``cache``: Avro schemas' fields by their text, shared across calls
+    (:func:`fink_t2.alerts.rubin.schema_fields`)."""
     try:
-        with open(path, "rb") as stream:
-            head = stream.read(len(AVRO_MAGIC))
-            stream.seek(0)
-            if head == AVRO_MAGIC:
-                return packet_survey(_avro_fields(stream, cache))
-        if head == _PARQUET_MAGIC:
-            return packet_survey(pq.read_schema(path).names)
+        return packet_survey(schema_fields(path, cache))
     except Exception:  # unreadable here: the stream makes it an unreadable_file row
         return None
-    return None
 
 
 def input_survey(path, fmt: str) -> str:
