@@ -104,9 +104,7 @@ def fit(train_table, val_table, recipe: Recipe, progress: bool = True):
     weights = class_weights(y, power=recipe.class_weight_power)
     if progress:
         print(f"training views {len(y)}, validation views {len(y_val)}; class weights {weights.round(3)}")
-    model = build_model(len(CLASS_NAMES))
-    model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate), loss="sparse_categorical_crossentropy",
-                  weighted_metrics=["accuracy"])
+    model = compiled(build_model(len(CLASS_NAMES)), recipe.learning_rate)
     pretrained = 0
     if pretrain.any():  # SNPCC first (its own class weights), early-stopped on the BTS validation views
         x_pre, y_pre = view_inputs(sample_views(alert_views(train_table[pretrain]), recipe.views_per_bucket, recipe.seed))
@@ -115,20 +113,33 @@ def fit(train_table, val_table, recipe: Recipe, progress: bool = True):
         pretrained = len(model.fit(x_pre, y_pre, sample_weight=w_pre[y_pre], epochs=recipe.pretrain_epochs,
                                    batch_size=recipe.batch_size, validation_data=(x_val, y_val, weights[y_val]),
                                    callbacks=[stop], shuffle=True, verbose=2 if progress else 0).history["loss"])
-        model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate), loss="sparse_categorical_crossentropy",
-                      weighted_metrics=["accuracy"])
-    callbacks = [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=3, min_lr=1e-4),
-                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.patience, restore_best_weights=True)]
-    history = model.fit(x, y, sample_weight=weights[y], epochs=recipe.epochs, batch_size=recipe.batch_size,
-                        validation_data=(x_val, y_val, weights[y_val]), callbacks=callbacks, shuffle=True,
-                        verbose=2 if progress else 0)
-    losses = history.history["val_loss"]
+        compiled(model, recipe.learning_rate)
+    losses = fit_early_stopped(model, (x, y, weights[y]), (x_val, y_val, weights[y_val]), recipe, progress)
     calibration = fit_calibration(model.predict(x_val, batch_size=1024, verbose=0), x_val, y_val, recipe.calibration)
     info = {"calibration": calibration, "training_views": int(len(y)), "validation_views": int(len(y_val)),
             "pretraining_epochs_run": pretrained, "epochs_run": len(losses),
             "best_epoch": int(np.argmin(losses)) + 1, "best_val_loss": float(min(losses)),
             "class_weights": dict(zip(CLASS_NAMES, weights.round(6).tolist()))}
     return model, info
+
+
+def compiled(model, learning_rate: float):
+    """``model`` compiled as every t2 is trained: Adam, sparse categorical cross-entropy, weighted accuracy."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                  weighted_metrics=["accuracy"])
+    return model
+
+
+def fit_early_stopped(model, train: tuple, validation: tuple, recipe, progress: bool = False) -> list[float]:
+    """Fit ``model`` on ``train`` (x, y, sample weights) for at most ``recipe.epochs`` epochs of
+    ``recipe.batch_size``, the learning rate cut on a plateau and stopped after ``recipe.patience`` epochs without
+    a better loss on ``validation`` (x, y, sample weights), the best weights restored; the validation losses."""
+    x, y, weights = train
+    callbacks = [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=3, min_lr=1e-4),
+                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.patience, restore_best_weights=True)]
+    history = model.fit(x, y, sample_weight=weights, epochs=recipe.epochs, batch_size=recipe.batch_size,
+                        validation_data=validation, callbacks=callbacks, shuffle=True, verbose=2 if progress else 0)
+    return history.history["val_loss"]
 
 
 def dynamic_tflite(model, keep_dir: Path | None = None) -> bytes:

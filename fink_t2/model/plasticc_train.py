@@ -13,12 +13,12 @@ import dataclasses
 import time
 
 import numpy as np
-import tf_keras as keras
 from sklearn.metrics import confusion_matrix, f1_score, log_loss
 from sklearn.model_selection import StratifiedKFold
 
 from fink_t2.core.contract import attach_contract, make_contract
 from fink_t2.model.architecture import build_model
+from fink_t2.model.fitting import compiled, fit_early_stopped
 from fink_t2.model.plasticc import flat_log_loss
 from fink_t2.model.train import class_weights, dynamic_tflite, set_seeds
 
@@ -68,21 +68,14 @@ def fit(x, y, x_val, y_val, n_classes: int, recipe: PlasticcRecipe, progress: bo
     set_seeds(recipe.seed)
     weights = class_weights(y, n_classes, power=recipe.class_weight_power)
     val_weights = class_weights(y_val, n_classes, power=recipe.class_weight_power)
-    model = build_model(n_classes, input_shape=x.shape[1:])
-    model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate), loss="sparse_categorical_crossentropy",
-                  weighted_metrics=["accuracy"])
-    callbacks = [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=3, min_lr=1e-4),
-                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.patience, restore_best_weights=True)]
-    history = model.fit(x, y, sample_weight=weights[y], epochs=recipe.epochs, batch_size=recipe.batch_size,
-                        validation_data=(x_val, y_val, val_weights[y_val]), callbacks=callbacks, shuffle=True,
-                        verbose=2 if progress else 0)
+    model = compiled(build_model(n_classes, input_shape=x.shape[1:]), recipe.learning_rate)
+    losses = fit_early_stopped(model, (x, y, weights[y]), (x_val, y_val, val_weights[y_val]), recipe, progress)
     temperature = 1.0
     if recipe.temperature:
         temperature = fit_temperature(model.predict(x_val, batch_size=1024, verbose=0), y_val)
         last = model.get_layer("probabilities")
         kernel, bias = last.get_weights()
         last.set_weights([kernel / temperature, bias / temperature])
-    losses = history.history["val_loss"]
     return model, {"epochs_run": len(losses), "best_epoch": int(np.argmin(losses)) + 1,
                    "best_val_loss": float(min(losses)), "temperature": temperature,
                    "training_examples": int(len(y)), "validation_examples": int(len(y_val))}
