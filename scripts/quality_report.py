@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from age_plot import age_axes, save_figure
 from quality_sections import balanced_decision, experiments_table, markdown_sections, not_reproducible_notes
 
 from fink_t2.model.datasets import CLASS_NAMES
@@ -123,14 +124,9 @@ def plot(cv: dict, path: Path) -> None:
     a2.plot(x, get("prior_log_loss", "mean"), color="black", ls="-", marker="_", label="class prior")
     a2.set_ylabel("log-loss (lower is better)")
     for ax in (a1, a2):
-        ax.set_xticks(x, names)
-        ax.set_xlabel("alert age (days since first detection)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        age_axes(ax, names)
     fig.suptitle(f"t2 on alert views, {cv['folds']}-fold cross-validation over {cv['objects']} BTS objects", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _pm(entry: dict, digits: int = 3) -> str:

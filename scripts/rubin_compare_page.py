@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from age_plot import age_axes, nan_for_none, save_figure
+
 T2 = "t2"
 SNN_Y = "SuperNNova SN_vs_other, y named Y (diagnostic)"
 #: fewer positives than this in a bucket: its figures are flagged as noisy
@@ -249,23 +251,17 @@ def plot(result: dict, path: Path) -> None:
         for m in result["modules"]:
             y = [result["buckets"][b]["modules"][m][task]["auc_all"] for b in names]
             if any(v is not None for v in y):
-                ax.plot(range(len(names)), [float("nan") if v is None else v for v in y], marker="o", label=m,
+                ax.plot(range(len(names)), nan_for_none(y), marker="o", label=m,
                         linestyle="--" if m != T2 and m.startswith("t2") else "-")
         for f in result["folds"]:
             y = [f["buckets"][b]["modules"][T2][task]["auc_all"] if b in f["buckets"] else None for b in names]
-            ax.plot(range(len(names)), [float("nan") if v is None else v for v in y], marker=".", lw=0.5, alpha=0.5,
+            ax.plot(range(len(names)), nan_for_none(y), marker=".", lw=0.5, alpha=0.5,
                     color="grey", label=f"{T2}, per fold" if f is result["folds"][0] else None)
-        ax.set_xticks(range(len(names)), names)
-        ax.set_xlabel("alert age (days since first detection)")
-        ax.set_ylabel(f"ROC-AUC, {label} (every alert)")
         ax.axhline(0.5, color="grey", lw=0.5)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        age_axes(ax, names, f"ROC-AUC, {label} (every alert)", legend_size=7)
     fig.suptitle(f"t2 and Fink's Rubin classifiers on {result['views']['alerts']:,} PLAsTiCC held-out alerts of "
                  f"{len(result['folds'])} folds, pooled (lsst.v10_0 layout)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write(result: dict, out: Path) -> dict:

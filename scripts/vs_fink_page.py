@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from age_plot import age_axes, nan_for_none, save_figure
+
 MAIN_ROWS = ("t2 (t2_class = SN Ia)", "t2 (P(SN Ia) > 0.5)", "SuperNNova", "Early SN Ia")
 
 
@@ -110,14 +112,8 @@ def plot(result: dict, path: Path) -> None:
     for ax, metric, label in zip(axes, ("auc", "purity"), ("ROC-AUC of P(SN Ia)", "purity of SN Ia at 0.5")):
         for row in MAIN_ROWS[1:]:
             y = [result["buckets"][b][row].get(metric) for b in names]
-            ax.plot(range(len(names)), [float("nan") if v is None else v for v in y], marker="o",
+            ax.plot(range(len(names)), nan_for_none(y), marker="o",
                     label=SHORT.get(row, row) if metric == "auc" else row)
-        ax.set_xticks(range(len(names)), names)
-        ax.set_xlabel("alert age (days since first detection)")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        age_axes(ax, names, label)
     fig.suptitle(f"t2 and Fink's SN Ia classifiers on {result['views']:,} held-out BTS alert views", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
