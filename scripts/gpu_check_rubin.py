@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from fink_t2.alerts.rubin import iter_rubin_tables
+from fink_t2.alerts.rubin_table import CLASSIFIER_INPUTS
 from fink_t2.core.rubin_classifier import classify_rubin_columns
 from fink_t2.core.spec import spec_from_contract
 from fink_t2.paths import LSST_MODEL_PATH, shared_data_dir
@@ -27,8 +28,6 @@ from fink_t2.runtime.model_ref import ModelRef
 
 #: the real Rubin-format sample files (../shared/data/lsst_alerts): Rubin lsst.v10_0, Fink's Rubin output, ELAsTiCC
 SAMPLES = ("rubin_sample_data_10_0.parquet", "part-2-918301.avro", "elasticc_sample_seed0.parquet")
-INPUTS = ("cmidpointMjdTai", "cpsfFlux", "cpsfFluxErr", "cband", "fmidpointMjdTai", "fpsfFlux", "fpsfFluxErr",
-          "fband", "ssObjectId", "ssSource_ssObjectId", "diaObject_firstDiaSourceMjdTai")
 #: the largest batch timed (a 64 × 22 input is 5.6 kB: 16,384 alerts are 92 MB)
 MAX_BATCH = 16384
 PIPELINE_ALERTS = 20_000
@@ -55,7 +54,7 @@ def real_sequences(ref, alerts, data_dir=None) -> dict:
 
     out = {}
     if alerts is not None:
-        classify_rubin_columns(*(alerts[c] for c in INPUTS), Recorder())
+        classify_rubin_columns(*(alerts[c] for c in CLASSIFIER_INPUTS), Recorder())
         out["rubin_elasticc_samples"] = np.concatenate(seen)
     folder = shared_data_dir() if data_dir is None else data_dir
     if (folder / "plasticc").is_dir():
@@ -68,7 +67,7 @@ def real_sequences(ref, alerts, data_dir=None) -> dict:
 def pipeline(models: dict, alerts: pd.DataFrame, n_alerts: int, spec) -> dict:
     """The Rubin classify core (cuts, sequences, model) on the sample alerts replicated to ``n_alerts``."""
     df = pd.concat([alerts] * int(np.ceil(n_alerts / len(alerts))), ignore_index=True)
-    columns = [df[c] for c in INPUTS]
+    columns = [df[c] for c in CLASSIFIER_INPUTS]
     start = time.perf_counter()
     status = classify_rubin_columns(*columns, None, spec=spec).status
     cuts_s = time.perf_counter() - start

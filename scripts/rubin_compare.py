@@ -52,8 +52,6 @@ BUILD = ROOT / "build" / "rubin_compare"
 METRICS = ROOT / "fink_t2" / "data" / "t2_lsst_metrics.json"
 REAL_FILES = ("rubin_sample_data_10_0.parquet", "part-2-918301.avro")
 T2_HELD_OUT, T2_SHIPPED = "t2", "t2 shipped (trained on these objects)"
-T2_INPUTS = ("cmidpointMjdTai", "cpsfFlux", "cpsfFluxErr", "cband", "fmidpointMjdTai", "fpsfFlux", "fpsfFluxErr",
-             "fband", "ssObjectId", "ssSource_ssObjectId", "diaObject_firstDiaSourceMjdTai")
 
 
 def fold_model_path(metrics: dict, data_dir, fold: int) -> tuple[Path, dict]:
@@ -124,7 +122,9 @@ def packing_check(model_path, cv_inputs: np.ndarray, result: dict) -> dict:
 
 
 def t2_columns(alerts: pa.Table) -> list[pd.Series]:
-    return [alerts.column(name).to_pandas() for name in T2_INPUTS]
+    from fink_t2.alerts.rubin_table import CLASSIFIER_INPUTS
+
+    return [alerts.column(name).to_pandas() for name in CLASSIFIER_INPUTS]
 
 
 def classify_t2(alerts: pa.Table, model_path) -> dict:

@@ -20,6 +20,7 @@ import pytest
 from pyspark.sql import types as T
 
 from fink_t2.alerts.rubin import iter_rubin_tables
+from fink_t2.alerts.rubin_table import CLASSIFIER_INPUTS
 from fink_t2.core.contract import ModelContractError
 from fink_t2.core.rubin_classifier import classify_rubin_columns
 from fink_t2.paths import DEFAULT_MODEL_PATH, LSST_MODEL_PATH, REPO_ROOT
@@ -31,8 +32,6 @@ DOC = REPO_ROOT / "docs" / "fink.md"
 MARKER = "<!-- the code block below is run by tests/test_fink_rubin_doc.py"
 #: fink-broker's Rubin ``to_expand`` (fink_broker/rubin/science.py, apply_science_modules)
 TO_EXPAND = ["midpointMjdTai", "band", "psfFlux", "psfFluxErr"]
-CORE_INPUTS = ("cmidpointMjdTai", "cpsfFlux", "cpsfFluxErr", "cband", "fmidpointMjdTai", "fpsfFlux", "fpsfFluxErr",
-               "fband", "ssObjectId", "ssSource_ssObjectId", "diaObject_firstDiaSourceMjdTai")
 
 
 def documented_block() -> str:
@@ -66,7 +65,7 @@ def samples(shared_data, tmp_path_factory) -> dict:
 
 def core_result(source):
     table = pa.concat_tables(iter_rubin_tables(source)).to_pandas()
-    result = classify_rubin_columns(*(table[c] for c in CORE_INPUTS), load_model(ModelRef.resolve(LSST_MODEL_PATH)))
+    result = classify_rubin_columns(*(table[c] for c in CLASSIFIER_INPUTS), load_model(ModelRef.resolve(LSST_MODEL_PATH)))
     return table["diaSourceId"].tolist(), result
 
 

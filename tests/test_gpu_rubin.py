@@ -12,6 +12,7 @@ import pytest
 from gpu_routes import InputRecorder, ort_cpu, torch_cpu
 
 from fink_t2.alerts.rubin import iter_rubin_tables
+from fink_t2.alerts.rubin_table import CLASSIFIER_INPUTS
 from fink_t2.cli import main
 from fink_t2.core.calibration import calibrated_probabilities
 from fink_t2.core.rubin_classifier import calibration_features, classify_rubin_columns
@@ -25,8 +26,6 @@ from fink_t2.runtime.inference import load_model
 from fink_t2.runtime.model_ref import ModelRef
 
 SAMPLES = ("rubin_sample_data_10_0.parquet", "part-2-918301.avro", "elasticc_sample_seed0.parquet")
-INPUTS = ("cmidpointMjdTai", "cpsfFlux", "cpsfFluxErr", "cband", "fmidpointMjdTai", "fpsfFlux", "fpsfFluxErr",
-          "fband", "ssObjectId", "ssSource_ssObjectId", "diaObject_firstDiaSourceMjdTai")
 METRICS = json.loads((MODEL_DIR / "t2_lsst_metrics.json").read_text())
 
 
@@ -41,7 +40,7 @@ def rubin_tables(shared_data):
 
 
 def classify(table, model):
-    return classify_rubin_columns(*(table[c] for c in INPUTS), model)
+    return classify_rubin_columns(*(table[c] for c in CLASSIFIER_INPUTS), model)
 
 
 @pytest.fixture(scope="module")

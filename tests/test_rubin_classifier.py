@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 
 from fink_t2.alerts.rubin import iter_rubin_tables
+from fink_t2.alerts.rubin_table import CLASSIFIER_INPUTS
 from fink_t2.core.contract import ModelContractError
 from fink_t2.core.rubin_classifier import classify_rubin_columns
 from fink_t2.core.rubin_cuts import MAX_AGE_DAYS, MIN_DETECTIONS, REJECTED, STATUSES
@@ -18,8 +19,6 @@ from fink_t2.runtime.model_ref import ModelRef
 #: file → (alerts, known solar-system objects) of ../shared/data/lsst_alerts
 SAMPLES = {"rubin_sample_data_10_0.parquet": (25, 3), "part-2-918301.avro": (7, 2),
            "elasticc_sample_seed0.parquet": (89, 0)}
-INPUTS = ("cmidpointMjdTai", "cpsfFlux", "cpsfFluxErr", "cband", "fmidpointMjdTai", "fpsfFlux", "fpsfFluxErr",
-          "fband", "ssObjectId", "ssSource_ssObjectId", "diaObject_firstDiaSourceMjdTai")
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +37,15 @@ def tables(shared_data) -> dict:
 
 
 def run(table, model):
-    return classify_rubin_columns(*(table[c] for c in INPUTS), model)
+    return classify_rubin_columns(*(table[c] for c in CLASSIFIER_INPUTS), model)
 
 
 def columns(table):
-    return {c: list(table[c]) for c in INPUTS}
+    return {c: list(table[c]) for c in CLASSIFIER_INPUTS}
 
 
 def classify(cols, model):
-    return classify_rubin_columns(*(cols[c] for c in INPUTS), model)
+    return classify_rubin_columns(*(cols[c] for c in CLASSIFIER_INPUTS), model)
 
 
 def check_consistent(result, n_classes):
@@ -67,7 +66,7 @@ def test_every_real_sample_alert_gets_a_status(tables, model, name):
     counts = collections.Counter(result.status)
     assert counts["solar_system_object"] == sso == int(table["is_sso"].sum())
     assert counts["ok"] >= 3, counts
-    status_only = classify_rubin_columns(*(table[c] for c in INPUTS), None)
+    status_only = classify_rubin_columns(*(table[c] for c in CLASSIFIER_INPUTS), None)
     assert status_only.status.tolist() == result.status.tolist() and status_only.proba is None
 
 
@@ -86,7 +85,7 @@ def test_a_real_alert_at_the_detection_and_age_edges(tables, model):
     table = tables["part-2-918301.avro"]
     result = run(table, model)
     i = next(i for i in np.flatnonzero(result.status == "ok") if len(table["cmidpointMjdTai"][i]) > MIN_DETECTIONS)
-    base = {c: [table[c][i]] * 3 for c in INPUTS}
+    base = {c: [table[c][i]] * 3 for c in CLASSIFIER_INPUTS}
     keep = MIN_DETECTIONS - 1  # the last detections: the diaSource stays the alert's epoch
     for c in ("cmidpointMjdTai", "cpsfFlux", "cpsfFluxErr", "cband"):
         base[c][1] = table[c][i][-keep:]
@@ -101,10 +100,10 @@ def test_bad_values_are_skipped_or_malformed_never_raised(tables, model):
     good = run(table, model)
     i = next(i for i in np.flatnonzero(good.status == "ok") if table["fpsfFlux"][i] is not None)
     cols = columns(table)
-    bad = {c: [] for c in INPUTS}
+    bad = {c: [] for c in CLASSIFIER_INPUTS}
 
     def add(**changes):
-        for c in INPUTS:
+        for c in CLASSIFIER_INPUTS:
             bad[c].append(changes.get(c, cols[c][i]))
     n_points = len(cols["cmidpointMjdTai"][i])
     nan_flux = np.array(cols["cpsfFlux"][i], dtype=float)
@@ -128,7 +127,7 @@ def test_bad_values_are_skipped_or_malformed_never_raised(tables, model):
     assert not np.allclose(result.proba[9], good.proba[i]), "the forced photometry is part of the model's input"
     np.testing.assert_allclose(result.proba[10], good.proba[i], atol=1e-6)  # unreadable header values: as absent
 
-    mixed = {c: cols[c] + bad[c] for c in INPUTS}  # one batch: the bad alerts change no real alert's result
+    mixed = {c: cols[c] + bad[c] for c in CLASSIFIER_INPUTS}  # one batch: the bad alerts change no real alert's result
     together = classify(mixed, model)
     n = len(table)
     assert together.status[:n].tolist() == good.status.tolist()
@@ -140,7 +139,7 @@ def test_a_nan_point_is_the_alert_without_it(tables, model):
     table = tables["part-2-918301.avro"]
     good = run(table, model)
     i = next(i for i in np.flatnonzero(good.status == "ok") if len(table["cmidpointMjdTai"][i]) > MIN_DETECTIONS + 1)
-    cols = {c: [table[c][i], table[c][i]] for c in INPUTS}
+    cols = {c: [table[c][i], table[c][i]] for c in CLASSIFIER_INPUTS}
     flux = np.array(cols["cpsfFlux"][0], dtype=float)
     flux[0] = np.nan
     cols["cpsfFlux"][0] = flux
@@ -152,9 +151,9 @@ def test_a_nan_point_is_the_alert_without_it(tables, model):
 
 
 def test_empty_batch_and_all_rejected(model):
-    empty = classify_rubin_columns(*([] for _ in INPUTS), model)
+    empty = classify_rubin_columns(*([] for _ in CLASSIFIER_INPUTS), model)
     assert empty.proba.shape == (0, 14) and len(empty.status) == 0
-    nothing = classify_rubin_columns(*([None] for _ in INPUTS), model)
+    nothing = classify_rubin_columns(*([None] for _ in CLASSIFIER_INPUTS), model)
     assert nothing.status.tolist() == ["too_few_detections"] and (nothing.proba == REJECTED).all()
 
 
@@ -183,4 +182,4 @@ def test_the_contracts_calibration_gives_the_probabilities_not_the_decision(tabl
 
 def test_a_ztf_model_is_refused():
     with pytest.raises(ModelContractError, match="cannot classify Rubin alerts"):
-        classify_rubin_columns(*([None] for _ in INPUTS), load_model(ModelRef.resolve(DEFAULT_MODEL_PATH)))
+        classify_rubin_columns(*([None] for _ in CLASSIFIER_INPUTS), load_model(ModelRef.resolve(DEFAULT_MODEL_PATH)))

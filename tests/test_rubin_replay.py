@@ -15,6 +15,7 @@ from alert_files import AVRO_NIGHT
 from replay_helpers import assert_refused, replay_cli, split_output
 
 from fink_t2.alerts.rubin import read_rubin_table
+from fink_t2.alerts.rubin_table import CLASSIFIER_INPUTS
 from fink_t2.core.cuts import REJECTED, STATUS_OK, STATUS_UNREADABLE
 from fink_t2.core.rubin_classifier import classify_rubin_columns
 from fink_t2.core.rubin_cuts import STATUSES
@@ -23,7 +24,7 @@ from fink_t2.rubin_processor import rubin_model
 from fink_t2.runtime.inference import load_model
 from fink_t2.stream.output import UNREADABLE_DIR
 from fink_t2.stream.replay import replay
-from fink_t2.stream.rubin_stage import MODEL_INPUTS, RUBIN_OUTPUT_SPARK_SCHEMA
+from fink_t2.stream.rubin_stage import RUBIN_OUTPUT_SPARK_SCHEMA
 from fink_t2.stream.stages import OUTPUT_SPARK_SCHEMA
 from fink_t2.stream.survey import input_survey
 
@@ -45,7 +46,7 @@ def model():
 def expected_rows(path, model) -> dict:
     """diaSourceId → (status, decision, probabilities) from the plain reader and the core, outside Spark."""
     table = read_rubin_table(path)
-    result = classify_rubin_columns(*(table.column(name).to_pandas() for name in MODEL_INPUTS), model)
+    result = classify_rubin_columns(*(table.column(name).to_pandas() for name in CLASSIFIER_INPUTS), model)
     ids = table.column("diaSourceId").to_pylist()
     return {i: (s, lab, p) for i, s, lab, p in zip(ids, result.status, result.label, result.proba.tolist())}
 

@@ -82,6 +82,10 @@ RUBIN_ALERT_SCHEMA = pa.schema(
     + [pa.field("f" + name, pa.list_(dtype)) for name, dtype in FORCED_FIELDS]
 )
 """Arrow schema of the Rubin alert table (every column nullable)."""
+#: the columns of the Rubin alert table that :func:`fink_t2.core.rubin_classifier.classify_rubin_columns` reads, in
+#: its order: the Fink Rubin UDF's inputs (:data:`fink_t2.rubin_processor.RUBIN_COLUMNS`) as this table names them
+CLASSIFIER_INPUTS = ("cmidpointMjdTai", "cpsfFlux", "cpsfFluxErr", "cband", "fmidpointMjdTai", "fpsfFlux",
+                     "fpsfFluxErr", "fband", "ssObjectId", "ssSource_ssObjectId", "diaObject_firstDiaSourceMjdTai")
 
 #: top-level packet fields the table reads
 RECORD_FIELDS = ("diaSourceId", "diaSource", "prvDiaSources", "prvDiaForcedSources", "diaObject", "ssSource",

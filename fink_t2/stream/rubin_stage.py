@@ -31,6 +31,7 @@ from pyspark.sql.streaming import DataStreamReader
 
 from fink_t2.alerts.binaryfile import binary_source, map_tables
 from fink_t2.alerts.rubin import RUBIN_DECODED_SCHEMA, decode_rubin_bytes
+from fink_t2.alerts.rubin_table import CLASSIFIER_INPUTS
 from fink_t2.core.cuts import STATUS_UNREADABLE
 from fink_t2.core.rubin_classifier import classify_rubin_columns
 from fink_t2.runtime.gpu import model_for_task
@@ -41,10 +42,6 @@ from fink_t2.stream.stages import T2_FIELDS, append_t2_columns, unreadable_rows
 RUBIN_OUTPUT_SCHEMA = pa.schema(list(RUBIN_DECODED_SCHEMA) + list(T2_FIELDS))
 #: the same for Spark
 RUBIN_OUTPUT_SPARK_SCHEMA = from_arrow_schema(RUBIN_OUTPUT_SCHEMA)
-#: the columns of the Rubin table that :func:`classify_rubin_columns` reads, in its order (the Fink Rubin UDF's
-#: inputs, :data:`fink_t2.rubin_processor.RUBIN_COLUMNS`, as the Rubin table names them)
-MODEL_INPUTS = ("cmidpointMjdTai", "cpsfFlux", "cpsfFluxErr", "cband", "fmidpointMjdTai", "fpsfFlux", "fpsfFluxErr",
-                "fband", "ssObjectId", "ssSource_ssObjectId", "diaObject_firstDiaSourceMjdTai")
 
 
 def rubin_t2_stage(table: pa.Table, model) -> pa.Table:
@@ -53,7 +50,7 @@ def rubin_t2_stage(table: pa.Table, model) -> pa.Table:
     todo = np.flatnonzero(~unreadable_rows(table))
     sub = table.take(pa.array(todo, pa.int64()))
     # the values as the pandas UDF gets them (Arrow → pandas): same input, same result
-    result = classify_rubin_columns(*(sub.column(name).to_pandas() for name in MODEL_INPUTS), model)
+    result = classify_rubin_columns(*(sub.column(name).to_pandas() for name in CLASSIFIER_INPUTS), model)
     return append_t2_columns(table, todo, result, model.class_names,
                              np.full(table.num_rows, STATUS_UNREADABLE, dtype=object))
 
