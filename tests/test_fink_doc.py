@@ -9,9 +9,9 @@ CI runs this in both stacks (Spark 3.5.9 / pandas 2.3.3, Fink's, and the newest)
 from __future__ import annotations
 
 import logging
-import re
 
 import pytest
+from doc_blocks import marked_python_block
 from pyspark.sql import types as T
 
 from fink_t2.paths import REPO_ROOT, SAMPLE_NIGHT
@@ -24,11 +24,7 @@ TO_EXPAND = ["jd", "fid", "magpsf", "sigmapsf", "magnr", "sigmagnr", "isdiffpos"
 
 
 def documented_block() -> str:
-    text = DOC.read_text(encoding="utf-8")
-    assert text.count(MARKER) == 1, f"{DOC.name} must mark the one block the test runs"
-    match = re.search(r"```python\n(.*?)```", text[text.index(MARKER):], re.S)
-    assert match, f"no python block after the marker in {DOC.name}"
-    return match.group(1)
+    return marked_python_block(DOC, MARKER)
 
 
 @pytest.fixture(scope="module")

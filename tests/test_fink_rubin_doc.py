@@ -10,13 +10,13 @@ a Maven package (not reachable here), so they are decoded with fastavro and writ
 from __future__ import annotations
 
 import logging
-import re
 
 import fastavro
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from doc_blocks import marked_python_block
 from pyspark.sql import types as T
 
 from fink_t2.alerts.rubin import iter_rubin_tables
@@ -35,11 +35,7 @@ TO_EXPAND = ["midpointMjdTai", "band", "psfFlux", "psfFluxErr"]
 
 
 def documented_block() -> str:
-    text = DOC.read_text(encoding="utf-8")
-    assert text.count(MARKER) == 1, f"{DOC.name} must mark the one Rubin block the test runs"
-    match = re.search(r"```python\n(.*?)```", text[text.index(MARKER):], re.S)
-    assert match, f"no python block after the marker in {DOC.name}"
-    return match.group(1)
+    return marked_python_block(DOC, MARKER)
 
 
 def with_c_columns(df):
