@@ -113,9 +113,10 @@ def _committed(output_dir) -> list[str]:
     return files
 
 
-def load_output(output_dir) -> pd.DataFrame:
-    """The committed alerts of a replay output as pandas (the columns the report needs, per survey)."""
-    survey = output_survey(output_dir)
+def load_output(output_dir, survey: "Survey | None" = None) -> pd.DataFrame:
+    """The committed alerts of a replay output as pandas (the columns the report needs, per survey: ``survey``,
+    else told by :func:`output_survey`)."""
+    survey = survey or output_survey(output_dir)
     df = ds.dataset(_committed(output_dir), format="parquet").to_table(columns=survey.columns).to_pandas()
     df["t2"] = df["t2"].map(lambda m: dict(m) if m is not None else {})
     df["proba"] = [row.t2.get(row.t2_class, np.nan) if row.t2_class else np.nan for row in df.itertuples()]
@@ -225,7 +226,7 @@ def write_report(output_dir, html_path=None, top_n: int = TOP_N) -> dict:
     """Write the HTML report of a replay output (default ``OUTPUT/_report/report.html``) and its PNGs."""
     output_dir = Path(output_dir)
     survey = output_survey(output_dir)
-    df = load_output(output_dir)
+    df = load_output(output_dir, survey)
     html_path = Path(html_path) if html_path else output_dir / "_report" / "report.html"
     html_path.parent.mkdir(parents=True, exist_ok=True)
     png = lambda name: html_path.with_name(f"{html_path.stem}_{name}.png")
