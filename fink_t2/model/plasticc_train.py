@@ -109,6 +109,26 @@ def prior_scores(y_train: np.ndarray, y: np.ndarray, n_classes: int, flat: bool)
     return scores(y, np.tile(prior, (len(y), 1)), n_classes)
 
 
+def fold_splits(objects, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(training object ids, held-out object ids)] of each fold: grouped (one object in one fold), stratified by
+    ``objects["y"]``, seeded; the split :func:`crossval` scores."""
+    ids, labels = objects["object_id"].to_numpy(), objects["y"].to_numpy()
+    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    return [(ids[train], ids[test]) for train, test in splitter.split(ids, labels)]
+
+
+def train_fold(objects, train_ids, inputs, spec, class_names, recipe: PlasticcRecipe, progress: bool = False):
+    """(TFLite bytes with its contract, the contract, training info, training labels) of the model a fold fits on
+    ``train_ids``: a stratified validation share held out for early stopping and the temperature
+    (:func:`split_objects`), then :func:`fit` and :func:`quantized_file`. ``inputs`` as for :func:`crossval`."""
+    labels = objects.set_index("object_id").loc[train_ids, "y"].to_numpy()
+    fit_ids, val_ids = split_objects(train_ids, labels, recipe.validation_fraction, recipe.seed)
+    (x, y), (x_val, y_val) = inputs(fit_ids, "train_augmented"), inputs(val_ids, "train")
+    model, info = fit(x, y, x_val, y_val, len(class_names), recipe, progress=progress)
+    content, contract = quantized_file(model, spec, class_names)
+    return content, contract, info, y
+
+
 def crossval(objects, inputs, spec, class_names, recipe: PlasticcRecipe, n_folds: int = 5,
              progress: bool = True, max_folds: int | None = None) -> dict:
     """Grouped (one object in one fold), class-stratified ``n_folds`` cross-validation.
@@ -118,22 +138,17 @@ def crossval(objects, inputs, spec, class_names, recipe: PlasticcRecipe, n_folds
     "test" → ``{evaluation set: (x, y, extra)}`` where ``extra`` is a dict of per-example arrays (age
     bucket, detection count, ...) or None. Returns per-fold scores and the training information.
     """
-    ids, labels = objects["object_id"].to_numpy(), objects["y"].to_numpy()
-    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=recipe.seed)
     folds = []
-    for k, (train, test) in enumerate(splitter.split(ids, labels)):
+    for k, (train_ids, test_ids) in enumerate(fold_splits(objects, n_folds, recipe.seed)):
         if max_folds is not None and k >= max_folds:  # quick studies: the first folds of the same split only
             break
         start = time.time()
-        fit_ids, val_ids = split_objects(ids[train], labels[train], recipe.validation_fraction, recipe.seed)
-        (x, y), (x_val, y_val) = inputs(fit_ids, "train_augmented"), inputs(val_ids, "train")
-        model, info = fit(x, y, x_val, y_val, len(class_names), recipe)
-        content, contract = quantized_file(model, spec, class_names)
+        content, contract, info, y = train_fold(objects, train_ids, inputs, spec, class_names, recipe)
         from fink_t2.runtime.inference import T2Model
 
         runner = T2Model(content=content, contract=contract)
         fold = {"fold": k, "training": info, "tflite_bytes": len(content), "sets": {}}
-        for name, (x_test, y_test, extra) in inputs(ids[test], "test").items():
+        for name, (x_test, y_test, extra) in inputs(test_ids, "test").items():
             proba = runner.predict(x_test)
             fold["sets"][name] = {"all": scores(y_test, proba, len(class_names)),
                                   "prior": prior_scores(y, y_test, len(class_names), flat=False),

@@ -38,12 +38,9 @@ HISTORY_DAYS = 365.0
 
 def heldout_ids(objects: pd.DataFrame, n_folds: int, seed: int, fold: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(training ids, held-out ids) of ``fold`` in the split of :func:`fink_t2.model.plasticc_train.crossval`."""
-    from sklearn.model_selection import StratifiedKFold
+    from fink_t2.model.plasticc_train import fold_splits
 
-    ids, labels = objects["object_id"].to_numpy(), objects["y"].to_numpy()
-    splits = list(StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(ids, labels))
-    train, test = splits[fold]
-    return ids[train], ids[test]
+    return fold_splits(objects, n_folds, seed)[fold]
 
 
 def sample_ids(objects: pd.DataFrame, ids: np.ndarray, n: int | None, seed: int = 42) -> np.ndarray:
@@ -96,14 +93,10 @@ def fold_model(metrics: dict, data_dir=None, fold: int = 0, progress: bool = Fal
     from fink_t2.model.plasticc import CLASS_NAMES
     from fink_t2.model.plasticc_alerts import alert_data
     from fink_t2.model.plasticc_run import spec_of
-    from fink_t2.model.plasticc_train import PlasticcRecipe, fit, quantized_file, split_objects
+    from fink_t2.model.plasticc_train import PlasticcRecipe, train_fold
 
     recipe = PlasticcRecipe(**metrics["recipe"])
     objects, inputs, spec = alert_data(spec_of(metrics["setting"], metrics["view"]), data_dir, recipe.seed)
     train, _ = heldout_ids(objects, metrics["cross_validation"]["n_folds"], recipe.seed, fold)
-    label = objects.set_index("object_id").loc[train, "y"].to_numpy()
-    fit_ids, val_ids = split_objects(train, label, recipe.validation_fraction, recipe.seed)
-    model, info = fit(*inputs(fit_ids, "train_augmented"), *inputs(val_ids, "train"), len(CLASS_NAMES), recipe,
-                      progress=progress)
-    content, contract = quantized_file(model, spec, CLASS_NAMES)
+    content, contract, info, _ = train_fold(objects, train, inputs, spec, CLASS_NAMES, recipe, progress=progress)
     return content, contract, info
