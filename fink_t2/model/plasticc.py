@@ -128,3 +128,14 @@ def resampled_curves(lc: pd.DataFrame, copies: int, seed: int = 42) -> pd.DataFr
         part["copy"] = c
         parts.append(part)
     return pd.concat(parts, ignore_index=True).sort_values(["copy", "object_id", "mjd"], kind="stable")
+
+
+def split_objects(ids: np.ndarray, labels: np.ndarray, fraction: float, seed: int):
+    """(kept ids, held-out ids): a seeded, label-stratified ``fraction`` held out."""
+    rng = np.random.default_rng(seed)
+    held = []
+    for label in np.unique(labels):
+        group = rng.permutation(ids[labels == label])
+        held.append(group[: max(1, int(round(len(group) * fraction)))])
+    held = np.concatenate(held)
+    return ids[~np.isin(ids, held)], held

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from fink_t2.model.export import tflite_bytes
-from fink_t2.model.plasticc import CLASS_NAMES
+from fink_t2.model.plasticc import CLASS_NAMES, split_objects
 from fink_t2.model.plasticc_run import BUILD, VIEW, full_curve_data
-from fink_t2.model.plasticc_train import PlasticcRecipe, fit, scores, split_objects
+from fink_t2.model.plasticc_train import PlasticcRecipe, fit, scores
 
 N_CLUSTERS = 16
 SPARSITY = 0.5

@@ -13,9 +13,9 @@ import dataclasses
 import json
 from datetime import datetime, timezone
 
-from fink_t2.model.plasticc import BROAD_CLASSES, CLASS_NAMES
+from fink_t2.model.plasticc import BROAD_CLASSES, CLASS_NAMES, split_objects
 from fink_t2.model.plasticc_guard import guard_metrics
-from fink_t2.model.plasticc_train import fit, quantized_file, split_objects
+from fink_t2.model.plasticc_train import fit, quantized_file
 from fink_t2.paths import MODEL_DIR
 
 LSST_MODEL = "t2_lsst.tflite"

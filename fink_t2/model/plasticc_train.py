@@ -19,7 +19,7 @@ from sklearn.model_selection import StratifiedKFold
 from fink_t2.core.contract import attach_contract, make_contract
 from fink_t2.model.architecture import build_model
 from fink_t2.model.fitting import compiled, fit_early_stopped
-from fink_t2.model.plasticc import flat_log_loss
+from fink_t2.model.plasticc import flat_log_loss, split_objects
 from fink_t2.model.train import class_weights, dynamic_tflite, set_seeds
 
 
@@ -37,17 +37,6 @@ class PlasticcRecipe:
     #: fit a temperature on the validation objects and fold it into the last layer
     temperature: bool = True
     seed: int = 42
-
-
-def split_objects(ids: np.ndarray, labels: np.ndarray, fraction: float, seed: int):
-    """(kept ids, held-out ids): a seeded, label-stratified ``fraction`` held out."""
-    rng = np.random.default_rng(seed)
-    held = []
-    for label in np.unique(labels):
-        group = rng.permutation(ids[labels == label])
-        held.append(group[: max(1, int(round(len(group) * fraction)))])
-    held = np.concatenate(held)
-    return ids[~np.isin(ids, held)], held
 
 
 def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:

@@ -47,13 +47,10 @@ def sample_ids(objects: pd.DataFrame, ids: np.ndarray, n: int | None, seed: int 
     """At most ``n`` of ``ids``, a seeded class-stratified sample (every class kept in its share), sorted."""
     if n is None or n >= len(ids):
         return np.sort(ids)
-    rng = np.random.default_rng(seed)
+    from fink_t2.model.plasticc import split_objects
+
     label = objects.set_index("object_id").loc[ids, "y"].to_numpy()
-    picked = []
-    for c in np.unique(label):
-        group = ids[label == c]
-        picked.append(rng.permutation(group)[: max(1, int(round(len(group) * n / len(ids))))])
-    return np.sort(np.concatenate(picked))
+    return np.sort(split_objects(ids, label, n / len(ids), seed)[1])
 
 
 def _source(object_id, source_id, mjd, band, flux, err) -> dict:
