@@ -57,6 +57,8 @@ import sys
 import time
 import traceback
 
+# bench_conditions.THREAD_VARIABLES, written out: importing bench_conditions imports pandas, so numpy's BLAS pool
+# would start before this setting
 THREADS = {name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                   "NUMEXPR_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}
 os.environ.update(THREADS)
